@@ -1,0 +1,213 @@
+"""The `dsae` command: train, generate, swap, report, data, presets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, available_presets, load_preset
+
+EXAMPLES = """examples:
+  dsae train                                  # cpu preset on the built-in synthetic sprites
+  dsae train --data sprites --sheets DIR      # real Sprites from a folder of LPC sheets
+  dsae train --guide full --set train.lr=5e-4 --out runs/full
+  dsae train --out runs/full --resume         # continue a run that stopped
+  dsae swap runs/full --pairs 6               # style transfer from a checkpoint
+  dsae data sprites --sheets DIR --out sprites.npz
+"""
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", choices=["synthetic", "sprites", "npz"],
+                   help="dataset (default: the preset's, synthetic)")
+    p.add_argument("--sheets", "--data-path", dest="data_path", metavar="PATH",
+                   help="sprites: folder of LPC sheets (default: download and cache); "
+                        "npz: the dataset file")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="dsae", description="Disentangled Sequential Autoencoder (Li & Mandt 2018) in Pyro.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a DSAE with SVI and write a run report",
+                       description="Train a DSAE with SVI. Writes config.toml, checkpoint.pt "
+                       "(every epoch), history.csv/json, figures and report.html into --out.")
+    p.add_argument("--preset", default="cpu",
+                   help=f"one of {available_presets()} or a .toml file (default: cpu)")
+    p.add_argument("--guide", choices=["factorized", "full"], help="inference network")
+    _add_data_args(p)
+    p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any preset field, e.g. --set train.lr=5e-4 (repeatable)")
+    p.add_argument("--out", help="run folder (default: runs/<time>-<preset>-<guide>-<data>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    for name, help_ in (("generate", "grids that fix f or z and sample the other"),
+                        ("swap", "style-transfer grid: swap f and z between test clips"),
+                        ("report", "(re)write every figure and report.html of a run")):
+        q = sub.add_parser(name, help=help_, description=help_.capitalize() + ".")
+        q.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
+        q.add_argument("--out", help="output PNG (generate: a prefix; report: ignored)")
+        q.add_argument("--seed", type=int, default=0, help="which test clips and samples")
+        q.add_argument("--pairs", type=int, default=4, help="swap: number of pairs; generate: "
+                       "number of source clips")
+        _add_data_args(q)
+
+    d = sub.add_parser("data", help="build a dataset file (.npz)",
+                       description="Build a dataset into an .npz with x_train, x_test (uint8, "
+                       "N x 8 x 64 x 64 x 3), attributes_*, motion_*, character_*.")
+    d.add_argument("which", choices=["synthetic", "sprites", "sprites-npy"])
+    d.add_argument("--sheets", help="sprites: folder of LPC sheets; sprites-npy: folder of the "
+                   "original {action}_{direction}_frames_{split}.npy files")
+    d.add_argument("--download", action="store_true", help="sprites: fetch the sheets first")
+    d.add_argument("--base-url", default=None, help="sprites: where to download sheets from")
+    d.add_argument("--seed", type=int, default=423, help="synthetic: seed of drawing and split")
+    d.add_argument("--out", required=True, help="output .npz")
+
+    r = sub.add_parser("presets", help="list presets, or print one to copy and edit")
+    r.add_argument("name", nargs="?")
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, ValueError, RuntimeError, OSError) as e:
+        print(f"dsae {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; the last finished epoch's checkpoint is kept (use --resume)",
+              file=sys.stderr)
+        return 130
+
+
+def _cmd_train(args) -> int:
+    from .data import load_dataset
+    from .report import write_report
+    from .train import fit
+
+    cfg = load_preset(args.preset)
+    overrides = list(args.overrides)
+    if args.guide:
+        overrides.append(f"model.guide={args.guide}")
+    if args.data:
+        overrides.append(f"data.name={args.data}")
+    if args.data_path:
+        overrides.append(f'data.path="{args.data_path}"')
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    cfg.override(overrides)
+    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-"
+                           f"{cfg.model.guide}-{cfg.data.name}")
+    if args.resume and not (out / "checkpoint.pt").exists():
+        raise ConfigError(f"--resume: no checkpoint in {out}; pass the --out folder of the run")
+    if args.resume:  # a resumed run keeps its own settings unless told otherwise
+        from .config import Config
+        from .train import load_checkpoint
+
+        cfg = Config.from_dict(load_checkpoint(out)["config"]).override(overrides)
+    progress = not args.quiet
+    start = time.perf_counter()
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=progress)
+    print(f"data: {cfg.data.name}, {len(data['train'])} train / {len(data['test'])} test clips "
+          f"({time.perf_counter() - start:.0f}s); run folder: {out}")
+    run = fit(cfg, data, out, resume=args.resume, progress=progress)
+    if not args.no_report:
+        path = write_report(run, data["test"], out, title=f"DSAE {out.name}")
+        print(f"report: {path}")
+    print(f"done in {time.perf_counter() - start:.0f}s")
+    return 0
+
+
+def _load_for_figures(args):
+    from .data import load_dataset
+    from .train import load_run
+
+    run = load_run(args.checkpoint)
+    d = run.cfg.data
+    data = load_dataset(args.data or d.name, args.data_path or d.path, d.seed, progress=False)
+    return run, data["test"]
+
+
+def _run_dir(args) -> Path:
+    path = Path(args.checkpoint)
+    return path if path.is_dir() else path.parent
+
+
+def _cmd_swap(args) -> int:
+    from .report import swap_grid
+
+    run, test = _load_for_figures(args)
+    out = args.out or _run_dir(args) / f"swap_seed{args.seed}.png"
+    print(swap_grid(run, test, out, n_pairs=args.pairs, seed=args.seed))
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from .report import generation_grids
+
+    run, test = _load_for_figures(args)
+    prefix = args.out or str(_run_dir(args) / f"generate_seed{args.seed}")
+    prefix = prefix.removesuffix(".png")
+    for path in generation_grids(run, test, f"{prefix}_fix_f.png", f"{prefix}_fix_z.png",
+                                 n_clips=args.pairs, seed=args.seed):
+        print(path)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    run, test = _load_for_figures(args)
+    print(write_report(run, test, _run_dir(args)))
+    return 0
+
+
+def _cmd_data(args) -> int:
+    from .data import save_npz
+    from .data.sprites import DEFAULT_BASE_URL, build_sprites, download_sheets, load_npy_layout
+    from .data.synthetic import make_synthetic
+
+    start = time.perf_counter()
+    if args.which == "synthetic":
+        data = make_synthetic(args.seed)
+    elif args.which == "sprites-npy":
+        if not args.sheets:
+            raise ConfigError("sprites-npy needs --sheets DIR holding the original npy files")
+        data = load_npy_layout(args.sheets)
+    else:
+        if args.download:
+            folder = download_sheets(args.sheets or Path(args.out).with_suffix("") / "sheets",
+                                     args.base_url or DEFAULT_BASE_URL)
+        elif args.sheets:
+            folder = args.sheets
+        else:
+            raise ConfigError("sprites needs --sheets DIR (a folder of LPC sheets) or --download")
+        data = build_sprites(folder, progress=True)
+    save_npz(args.out, data)
+    print(f"wrote {args.out}: {len(data['train'])} train / {len(data['test'])} test clips "
+          f"in {time.perf_counter() - start:.0f}s")
+    return 0
+
+
+def _cmd_presets(args) -> int:
+    from .config import PRESET_DIR
+
+    if args.name:
+        load_preset(args.name)  # validates and gives the error for unknown names
+        print(Path(args.name if args.name.endswith(".toml") else PRESET_DIR /
+                   f"{args.name}.toml").read_text(), end="")
+    else:
+        print("\n".join(available_presets()))
+    return 0
+
+
+COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "swap": _cmd_swap,
+            "report": _cmd_report, "data": _cmd_data, "presets": _cmd_presets}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""Run configuration: dataclasses read from TOML presets, with `section.key=value` overrides.
+
+Presets live in `dsae_pyro/presets/*.toml`; a user can copy one, edit it and pass its path to
+`--preset`. Every field can also be overridden on the command line with `--set section.key=value`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRESET_DIR = Path(__file__).parent / "presets"
+GUIDES = ("factorized", "full")
+PRIORS = ("lstm",)
+LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli")
+ELBOS = ("trace", "meanfield")
+DATASETS = ("synthetic", "sprites", "npz")
+
+
+class ConfigError(ValueError):
+    """A preset or an override that does not fit; the message says which and how to fix it."""
+
+
+@dataclass
+class ModelConfig:
+    f_dim: int = 256  # static latent f
+    z_dim: int = 32  # per-frame latent z_t
+    hidden: int = 512  # prior LSTM and the guides' recurrent networks
+    conv_channels: list[int] = field(default_factory=lambda: [256, 256, 256, 256])
+    conv_strides: list[int] = field(default_factory=lambda: [1, 2, 2, 2])
+    conv_kernel: int = 5
+    conv_features: list[int] = field(default_factory=lambda: [4096, 2048])
+    likelihood: str = "gaussian"
+    x_scale: float = 0.1  # pixel std of the fixed-scale Gaussian (initial value if learned)
+    guide: str = "factorized"
+    prior: str = "lstm"
+    frames: int = 8
+    image_channels: int = 3
+    image_size: int = 64
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.image_channels, self.image_size, self.image_size)
+
+    @property
+    def conv_out_shape(self) -> tuple[int, int, int]:
+        side = self.image_size // math.prod(self.conv_strides)
+        return (self.conv_channels[-1], side, side)
+
+    @property
+    def conv_out_dim(self) -> int:
+        return math.prod(self.conv_out_shape)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200
+    batch_size: int = 25
+    lr: float = 2e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    elbo: str = "trace"  # trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic KL)
+    kl_weight: float = 1.0  # scales log p(f, z) - log q(f, z) through poutine.scale
+    num_particles: int = 1
+    seed: int = 0
+    eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"  # synthetic | sprites | npz
+    path: str = ""  # sprites: folder of LPC sheets (empty: download); npz: the file
+    seed: int = 423  # synthetic data and its split
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = "custom"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, preset: str = "custom") -> Config:
+        cfg = cls(preset=d.get("preset", preset))
+        for section, values in d.items():
+            if section == "preset":
+                continue
+            if not isinstance(values, dict):
+                raise ConfigError(f"unknown top-level key {section!r}; "
+                                  f"expected sections {sorted(_sections(cfg))}")
+            for key, value in values.items():
+                _assign(cfg, section, key, value)
+        cfg.validate()
+        return cfg
+
+    def override(self, assignments: list[str]) -> Config:
+        """Apply `section.key=value` strings (values in TOML syntax; bare words are strings)."""
+        for item in assignments:
+            if "=" not in item or "." not in item.split("=", 1)[0]:
+                raise ConfigError(f"override {item!r} is not of the form section.key=value, "
+                                  "e.g. train.lr=1e-3")
+            path, raw = item.split("=", 1)
+            section, key = path.strip().split(".", 1)
+            _assign(self, section, key, _parse_value(raw.strip()))
+        self.validate()
+        return self
+
+    def validate(self) -> None:
+        m, t, d = self.model, self.train, self.data
+        for name, value, allowed in (("model.guide", m.guide, GUIDES), ("model.prior", m.prior,
+                                     PRIORS), ("model.likelihood", m.likelihood, LIKELIHOODS),
+                                     ("train.elbo", t.elbo, ELBOS), ("data.name", d.name,
+                                     DATASETS), ("train.device", t.device, ("auto", "cpu",
+                                                                           "cuda"))):
+            if value not in allowed:
+                raise ConfigError(f"{name} = {value!r} is not one of {list(allowed)}")
+        if len(m.conv_channels) != len(m.conv_strides):
+            raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
+                              f"got {m.conv_channels} and {m.conv_strides}")
+        if m.image_size % math.prod(m.conv_strides):
+            raise ConfigError(f"image size {m.image_size} is not divisible by the product of "
+                              f"model.conv_strides {m.conv_strides}")
+        for name, value in (("train.kl_weight", t.kl_weight), ("model.x_scale", m.x_scale),
+                            ("train.lr", t.lr)):
+            if not value > 0:
+                raise ConfigError(f"{name} must be > 0, got {value} (poutine.scale rejects 0)")
+        for name in ("epochs", "batch_size", "num_particles"):
+            if getattr(t, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+
+    def to_toml(self) -> str:
+        lines = [f'preset = "{self.preset}"']
+        for section, values in self.to_dict().items():
+            if isinstance(values, dict):
+                lines.append(f"\n[{section}]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        return "\n".join(lines) + "\n"
+
+
+def _sections(cfg: Config) -> dict:
+    return {"model": cfg.model, "train": cfg.train, "data": cfg.data}
+
+
+def _assign(cfg: Config, section: str, key: str, value) -> None:
+    sections = _sections(cfg)
+    if section not in sections:
+        raise ConfigError(f"unknown section {section!r}; expected one of {sorted(sections)}")
+    obj = sections[section]
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if key not in fields:
+        raise ConfigError(f"unknown option {section}.{key}; options of [{section}]: "
+                          f"{', '.join(sorted(fields))}")
+    current = getattr(obj, key)
+    if isinstance(current, bool) != isinstance(value, bool) or (
+            isinstance(current, list) != isinstance(value, list)) or (
+            isinstance(current, str) != isinstance(value, str)):
+        raise ConfigError(f"{section}.{key} expects a value like {current!r}, got {value!r}")
+    if isinstance(current, float) and isinstance(value, int):
+        value = float(value)
+    if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float):
+        raise ConfigError(f"{section}.{key} expects an integer, got {value!r}")
+    setattr(obj, key, value)
+
+
+def _parse_value(raw: str):
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # a bare word such as full or cuda
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+
+
+def load_preset(name_or_path: str) -> Config:
+    """A preset by name (`cpu`, `paper`, ...) or the path of a TOML file."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESET_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name_or_path!r}: use one of {available_presets()} "
+                          "or the path of a .toml file")
+    with open(path, "rb") as fh:
+        try:
+            data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"preset file {path} is not valid TOML: {e}") from e
+    return Config.from_dict(data, preset=path.stem)

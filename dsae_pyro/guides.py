@@ -1,0 +1,117 @@
+"""Amortised guides q(f, z_1:T | x_1:T) for `DSAE.model`; swap one for another with no other change.
+
+    factorized  q(f | x_1:T) prod_t q(z_t | x_t)           (Li & Mandt)
+    full        q(f | x_1:T) q(z_1:T | x_1:T, f)           bi-LSTM over [v_t, f], then an RNN
+
+All share a frame encoder v_t = enc(x_t) and q(f | x_1:T): a bi-LSTM over v_1:T whose last forward and
+first backward states feed two affine heads.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+from ._naming import unique_name
+from .config import ModelConfig
+from .model import z_site
+from .nets import FrameEncoder, GaussianHead
+
+
+class Guide(nn.Module):
+    """Base guide: subclasses say how z_t's posterior is computed (`z_features`, `z_step`)."""
+
+    name = "base"
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = FrameEncoder(cfg)
+        self.f_lstm = nn.LSTM(self.encoder.out_dim, cfg.hidden, batch_first=True,
+                              bidirectional=True)
+        self.f_head = GaussianHead(2 * cfg.hidden, cfg.f_dim)
+        self.pyro_name = unique_name(f"{self.name}_guide")
+
+    def q_f(self, v: torch.Tensor):
+        out, _ = self.f_lstm(v)
+        h = self.cfg.hidden
+        summary = torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=-1)  # last fwd, first bwd
+        return self.f_head(summary)
+
+    def z_features(self, v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """Per-frame features (B, T, D) from which z_t's posterior is read."""
+        raise NotImplementedError
+
+    def z_step(self, h_t: torch.Tensor, z_prev: torch.Tensor, state):
+        """(loc, scale, state) of q(z_t | ...) from frame features h_t (and z_{t-1})."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, kl_weight: float = 1.0, batch_size: int | None = None):
+        """The Pyro guide: same arguments and site names as `DSAE.model`."""
+        if x is None:
+            raise ValueError("a guide needs the clips x it encodes; to sample from the prior, "
+                             "run the model alone")
+        pyro.module(self.pyro_name, self)
+        v = self.encoder(x)
+        batch, frames = v.shape[:2]
+        with pyro.plate("batch", batch), poutine.scale(scale=kl_weight):
+            loc, scale = self.q_f(v)
+            # q(f | x_1:T): its log-density enters the f term of the ELBO
+            f = pyro.sample("f", dist.Normal(loc, scale).to_event(1))
+            h = self.z_features(v, f)
+            z_prev, state = v.new_zeros(batch, self.cfg.z_dim), None
+            for t in pyro.markov(range(1, frames + 1)):
+                loc, scale, state = self.z_step(h[:, t - 1], z_prev, state)
+                # q(z_t | .): its log-density enters the z_t term of the ELBO
+                z_prev = pyro.sample(z_site(t), dist.Normal(loc, scale).to_event(1))
+        return f
+
+
+class FactorizedGuide(Guide):
+    """q(z_t | x_t): affine 512 + LeakyReLU on v_t, then two affine heads."""
+
+    name = "factorized"
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.z_mlp = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.hidden), nn.LeakyReLU(0.2))
+        self.z_head = GaussianHead(cfg.hidden, cfg.z_dim)
+
+    def z_features(self, v, f):
+        return self.z_mlp(v)
+
+    def z_step(self, h_t, z_prev, state):
+        return (*self.z_head(h_t), None)
+
+
+class FullGuide(Guide):
+    """q(z_t | x_1:T, f): bi-LSTM over [v_t, f], an RNN over its outputs, two affine heads."""
+
+    name = "full"
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.z_lstm = nn.LSTM(self.encoder.out_dim + cfg.f_dim, cfg.hidden, batch_first=True,
+                              bidirectional=True)
+        self.z_rnn = nn.RNN(2 * cfg.hidden, cfg.hidden, batch_first=True)
+        self.z_head = GaussianHead(cfg.hidden, cfg.z_dim)
+
+    def z_features(self, v, f):
+        fv = torch.cat([v, f.unsqueeze(1).expand(-1, v.shape[1], -1)], dim=-1)
+        return self.z_rnn(self.z_lstm(fv)[0])[0]
+
+    def z_step(self, h_t, z_prev, state):
+        return (*self.z_head(h_t), None)
+
+
+GUIDES = {g.name: g for g in (FactorizedGuide, FullGuide)}
+
+
+def make_guide(cfg: ModelConfig) -> Guide:
+    """The guide named by `cfg.guide`."""
+    if cfg.guide not in GUIDES:
+        raise ValueError(f"unknown guide {cfg.guide!r}; choose one of {sorted(GUIDES)}")
+    return GUIDES[cfg.guide](cfg)

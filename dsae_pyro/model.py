@@ -1,0 +1,99 @@
+"""The Disentangled Sequential Autoencoder's generative model (Li & Mandt, 2018) as a Pyro function.
+
+    f ~ N(0, I)                                   static latent: who the sprite is
+    z_t | z_<t ~ N(mu(h_t), sigma(h_t)),          dynamics: what it does, h_t = LSTM(z_{t-1}, h_{t-1})
+    x_t | f, z_t ~ p(x_t | decoder(f, z_t))       frames
+
+Sample sites: "f", "z_1" ... "z_T" and the observation "x". Every guide in `guides.py` uses the same
+names, so swapping guides, `poutine.condition` and `poutine.replay` need no glue.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+from ._naming import unique_name
+from .config import ModelConfig
+from .nets import FrameDecoder
+from .priors import make_prior
+
+
+def z_site(t: int) -> str:
+    """Name of the sample site of z_t, t = 1..T."""
+    return f"z_{t}"
+
+
+class DSAE(nn.Module):
+    """Networks of the generative model; `model` is the Pyro model function."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.decoder = FrameDecoder(cfg)
+        self.prior = make_prior(cfg.prior, cfg.z_dim, cfg.hidden)
+        if cfg.likelihood == "gaussian_learned":
+            self.log_x_scale = nn.Parameter(torch.tensor(math.log(cfg.x_scale)))
+        self.pyro_name = unique_name("dsae")
+
+    # --- the likelihood ------------------------------------------------------------------------
+    def likelihood(self, out: torch.Tensor) -> dist.Distribution:
+        """p(x_1:T | f, z_1:T) from the decoder output, one event over (T, C, H, W)."""
+        if self.cfg.likelihood == "bernoulli":
+            # pixels in [0, 1] are treated as Bernoulli probabilities (cross-entropy), as is usual
+            return dist.Bernoulli(logits=out, validate_args=False).to_event(4)
+        scale = (self.log_x_scale.exp() if self.cfg.likelihood == "gaussian_learned"
+                 else torch.tensor(self.cfg.x_scale, device=out.device))
+        return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
+
+    def decode(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Mean frames (B, T, C, H, W) in [0, 1] for f (B, F) and z (B, T, Z)."""
+        return torch.sigmoid(self.decoder(f, z))
+
+    # --- the model -----------------------------------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, kl_weight: float = 1.0,
+              batch_size: int | None = None) -> torch.Tensor:
+        """Pyro model of a batch of clips x (B, T, C, H, W); x=None samples clips instead."""
+        pyro.module(self.pyro_name, self)
+        batch = x.shape[0] if x is not None else batch_size
+        frames = x.shape[1] if x is not None else self.cfg.frames
+        like = next(self.parameters())
+        with pyro.plate("batch", batch):
+            with poutine.scale(scale=kl_weight):
+                # KL(q(f | .) || p(f)), with p(f) = N(0, I)
+                f = pyro.sample("f", dist.Normal(like.new_zeros(self.cfg.f_dim), 1.0).to_event(1))
+                z_prev, state = self.prior.initial(batch, like)
+                zs = []
+                for t in pyro.markov(range(1, frames + 1)):
+                    loc, scale, state = self.prior.step(z_prev, state)
+                    # KL(q(z_t | .) || p(z_t | z_<t)): the prior is fed the z sampled at the
+                    # previous site, which under SVI is the guide's sample
+                    z_prev = pyro.sample(z_site(t), dist.Normal(loc, scale).to_event(1))
+                    zs.append(z_prev)
+            # E_q[log p(x_1:T | f, z_1:T)] = sum_t log p(x_t | f, z_t): one site over all frames
+            # because the decoder (and its BatchNorm) runs on every frame of the batch at once
+            out = self.decoder(f, torch.stack(zs, dim=1))
+            return pyro.sample("x", self.likelihood(out), obs=x)
+
+    # --- generation helpers (no Pyro sites) ----------------------------------------------------
+    @torch.no_grad()
+    def sample_z(self, batch_size: int, frames: int | None = None) -> torch.Tensor:
+        """z_1:T (B, T, Z) from the learned prior, rolled on its own samples."""
+        like = next(self.parameters())
+        z_prev, state = self.prior.initial(batch_size, like)
+        zs = []
+        for _ in range(frames or self.cfg.frames):
+            loc, scale, state = self.prior.step(z_prev, state)
+            z_prev = loc + scale * torch.randn_like(loc)
+            zs.append(z_prev)
+        return torch.stack(zs, dim=1)
+
+    @torch.no_grad()
+    def sample_f(self, batch_size: int) -> torch.Tensor:
+        like = next(self.parameters())
+        return torch.randn(batch_size, self.cfg.f_dim, device=like.device, dtype=like.dtype)

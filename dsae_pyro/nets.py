@@ -1,0 +1,95 @@
+"""Plain torch networks (no Pyro): the frame encoder and decoder and small heads.
+
+Both conv stacks are built from one list of (channels, stride) so that a preset can describe the seed's
+stack (256 channels, kernel 5, strides 1,2,2,2) or a small CPU stack with the same code; the decoder
+mirrors the encoder.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+
+def _act():
+    return nn.LeakyReLU(0.2)
+
+
+def _conv_padding(kernel: int, stride: int) -> tuple[int, int]:
+    """Padding and output padding so a conv divides, and a transposed conv multiplies, by stride."""
+    pad = (kernel - 1) // 2
+    out_pad = stride - kernel + 2 * pad
+    if out_pad < 0 or out_pad >= stride and stride > 1:
+        raise ValueError(f"kernel {kernel} with stride {stride} cannot mirror exactly; "
+                         "use an odd kernel with stride 1, or kernel 4 or 5 with stride 2")
+    return pad, out_pad
+
+
+def _fc(sizes: list[int]) -> nn.Sequential:
+    """Affine + BatchNorm + LeakyReLU for each consecutive pair of sizes."""
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), nn.BatchNorm1d(b), _act()]
+    return nn.Sequential(*layers)
+
+
+class FrameEncoder(nn.Module):
+    """x (B, T, C, H, W) -> v (B, T, features): conv stack then affine layers, applied per frame."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        layers, c_in = [], cfg.image_channels
+        for c, s in zip(cfg.conv_channels, cfg.conv_strides, strict=True):
+            pad, _ = _conv_padding(cfg.conv_kernel, s)
+            layers += [nn.Conv2d(c_in, c, cfg.conv_kernel, s, pad), nn.BatchNorm2d(c), _act()]
+            c_in = c
+        self.conv = nn.Sequential(*layers)
+        self.fc = _fc([cfg.conv_out_dim, *cfg.conv_features])
+        self.out_dim = cfg.conv_features[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        h = self.conv(x.reshape(b * t, *x.shape[2:]))
+        return self.fc(h.flatten(1)).reshape(b, t, -1)
+
+
+class FrameDecoder(nn.Module):
+    """(f, z_1:T) -> per-pixel output (B, T, C, H, W): affine layers then transposed convs.
+
+    The last layer has no BatchNorm and no activation: the likelihood maps it to a mean or logits.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.fc = _fc([cfg.f_dim + cfg.z_dim, *reversed(cfg.conv_features), cfg.conv_out_dim])
+        chans = list(reversed(cfg.conv_channels))
+        outs = chans[1:] + [cfg.image_channels]
+        layers = []
+        for i, (c_in, c_out, s) in enumerate(zip(chans, outs, reversed(cfg.conv_strides),
+                                                 strict=True)):
+            pad, out_pad = _conv_padding(cfg.conv_kernel, s)
+            layers.append(nn.ConvTranspose2d(c_in, c_out, cfg.conv_kernel, s, pad, out_pad))
+            if i < len(chans) - 1:
+                layers += [nn.BatchNorm2d(c_out), _act()]
+        self.deconv = nn.Sequential(*layers)
+
+    def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        b, t = z.shape[:2]
+        fz = torch.cat([f.unsqueeze(1).expand(b, t, f.shape[-1]), z], dim=-1)
+        h = self.fc(fz.reshape(b * t, -1)).reshape(b * t, *self.cfg.conv_out_shape)
+        return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
+
+
+class GaussianHead(nn.Module):
+    """Two affine heads: mean and log-variance -> (loc, scale)."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.loc = nn.Linear(d_in, d_out)
+        self.logvar = nn.Linear(d_in, d_out)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loc(h), torch.exp(0.5 * self.logvar(h))

@@ -1,0 +1,117 @@
+"""The run report: reconstructions, style transfer and generation grids, loss curves, one HTML page."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import ACTIONS, DIRECTIONS, Split, to_tensor
+from .inspect import encode
+from .train import Run
+from .viz import plot_history, save_clip_grid
+
+
+def motion_name(m: int) -> str:
+    return f"{ACTIONS[m // 3]}-{DIRECTIONS[m % 3]}"
+
+
+def pick_pairs(split: Split, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n test pairs (a, b) that differ in character and in both action and direction."""
+    rng = np.random.RandomState(seed)
+    a_idx, b_idx = [], []
+    while len(a_idx) < n:
+        a, b = rng.randint(len(split), size=2)
+        ma, mb = split.motion[a], split.motion[b]
+        if split.character[a] != split.character[b] and ma // 3 != mb // 3 and ma % 3 != mb % 3:
+            a_idx.append(a)
+            b_idx.append(b)
+    return np.array(a_idx), np.array(b_idx)
+
+
+@torch.no_grad()
+def swap_grid(run: Run, split: Split, path, n_pairs: int = 4, seed: int = 0) -> Path:
+    """For each pair: clip A, clip B, decode(f_A, z_B) and decode(f_B, z_A)."""
+    a, b = pick_pairs(split, n_pairs, seed)
+    xa, xb = to_tensor(split.x[a], run.device), to_tensor(split.x[b], run.device)
+    pa, pb = encode(run.guide, xa), encode(run.guide, xb)
+    ab, ba = run.model.decode(pa.f, pb.z), run.model.decode(pb.f, pa.z)
+    rows, labels = [], []
+    for i in range(n_pairs):
+        ma, mb = motion_name(split.motion[a[i]]), motion_name(split.motion[b[i]])
+        rows += [xa[i], xb[i], ab[i], ba[i]]
+        labels += [f"A: {ma}", f"B: {mb}", f"f(A) z(B) -> {mb}", f"f(B) z(A) -> {ma}"]
+    return save_clip_grid(path, torch.stack(rows), labels, "Style transfer: appearance from f, "
+                          "motion from z (red lines separate pairs)", groups=4)
+
+
+@torch.no_grad()
+def generation_grids(run: Run, split: Split, fix_f_path, fix_z_path, n_clips: int = 3,
+                     n_samples: int = 3, seed: int = 0) -> tuple[Path, Path]:
+    """Fix f (posterior) and sample z from the prior; fix z (posterior) and sample f ~ N(0, I)."""
+    idx, _ = pick_pairs(split, n_clips, seed + 1)
+    x = to_tensor(split.x[idx], run.device)
+    post = encode(run.guide, x)
+    torch.manual_seed(seed)
+    rows_f, labels_f, rows_z, labels_z = [], [], [], []
+    for i in range(n_clips):
+        f = post.f[i:i + 1].expand(n_samples, -1)
+        z = post.z[i:i + 1].expand(n_samples, -1, -1)
+        rows_f += [x[i], *run.model.decode(f, run.model.sample_z(n_samples))]
+        rows_z += [x[i], *run.model.decode(run.model.sample_f(n_samples), z)]
+        labels_f += [f"source {i + 1}"] + [f"z ~ p(z) #{k + 1}" for k in range(n_samples)]
+        labels_z += [f"source {i + 1} ({motion_name(split.motion[idx[i]])})"] + [
+            f"f ~ p(f) #{k + 1}" for k in range(n_samples)]
+    g = n_samples + 1
+    return (save_clip_grid(fix_f_path, torch.stack(rows_f), labels_f,
+                           "Fix f, sample z_1:T from the learned prior: same sprite, new motion",
+                           groups=g),
+            save_clip_grid(fix_z_path, torch.stack(rows_z), labels_z,
+                           "Fix z_1:T, sample f ~ N(0, I): same motion, new sprite", groups=g))
+
+
+@torch.no_grad()
+def reconstruction_grid(run: Run, split: Split, path, n_clips: int = 4, seed: int = 2) -> Path:
+    idx, _ = pick_pairs(split, n_clips, seed)
+    x = to_tensor(split.x[idx], run.device)
+    post = encode(run.guide, x)
+    recon = run.model.decode(post.f, post.z)
+    rows = torch.stack([r for pair in zip(x, recon, strict=True) for r in pair])
+    labels = [s for i in range(n_clips) for s in (f"clip {i + 1}", "reconstruction")]
+    return save_clip_grid(path, rows, labels, "Test clips and their reconstructions (posterior "
+                          "means)", groups=2)
+
+
+def write_report(run: Run, test: Split, run_dir, title: str = "dsae_pyro run") -> Path:
+    """Write every figure and report.html into run_dir; returns the HTML path."""
+    run_dir = Path(run_dir)
+    figs = {
+        "Loss": plot_history(run_dir / "loss.png", run.history),
+        "Reconstructions": reconstruction_grid(run, test, run_dir / "reconstructions.png"),
+        "Style transfer (swap f and z between test clips)": swap_grid(
+            run, test, run_dir / "swap.png"),
+    }
+    fix_f, fix_z = generation_grids(run, test, run_dir / "generate_fix_f.png",
+                                    run_dir / "generate_fix_z.png")
+    figs["Generation: fix f, sample z"] = fix_f
+    figs["Generation: fix z, sample f"] = fix_z
+    last = run.history[-1]
+    rows = "".join(f"<tr><td>{h['epoch']}</td><td>{h['train_loss']:.1f}</td>"
+                   f"<td>{h['test_loss']:.1f}</td><td>{h['seconds']:.0f}</td>"
+                   f"<td>{h['clips_per_s']:.0f}</td></tr>" for h in run.history)
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p>Preset <b>{html.escape(run.cfg.preset)}</b>, guide "
+            f"<b>{run.cfg.model.guide}</b>, data <b>{run.cfg.data.name}</b>, {run.epoch} epochs "
+            f"on {run.device}. Final test -ELBO {last['test_loss']:.1f} nats per clip.</p>",
+            "<table border=1 cellpadding=3><tr><th>epoch</th><th>train -ELBO</th>"
+            f"<th>test -ELBO</th><th>seconds</th><th>clips/s</th></tr>{rows}</table>"]
+    for name, path in figs.items():
+        body.append(f"<h2>{html.escape(name)}</h2><img src='{path.name}'>")
+    body.append(f"<h2>Configuration</h2><pre>{html.escape(run.cfg.to_toml())}</pre>")
+    out = run_dir / "report.html"
+    out.write_text("<!doctype html><html><head><meta charset='utf-8'><title>"
+                   f"{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
+                   + "\n".join(body) + "</body></html>")
+    return out
