@@ -1,0 +1,141 @@
+import math
+
+import pyro
+import pytest
+import torch
+from conftest import tiny_config
+from pyro import poutine
+from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from torch.distributions import Bernoulli, Normal
+
+from dsae_pyro.data import to_tensor
+from dsae_pyro.guides import GUIDES, make_guide
+from dsae_pyro.model import DSAE, z_site
+
+B, T = 3, 8
+
+
+def build(guide="factorized", **model):
+    cfg = tiny_config(guide=guide, **model)
+    torch.manual_seed(0)
+    return cfg, DSAE(cfg.model).eval(), make_guide(cfg.model).eval()
+
+
+def test_sites_and_shapes():
+    cfg, model, guide = build()
+    x = torch.rand(B, T, 3, 64, 64)
+    g = poutine.trace(guide).get_trace(x)
+    m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x)
+    latents = ["f"] + [z_site(t) for t in range(1, T + 1)]
+    assert [n for n in g.stochastic_nodes if n != "batch"] == latents
+    assert [n for n in m.stochastic_nodes if n != "batch"] == latents
+    assert m.observation_nodes == ["x"]
+    assert g.nodes["f"]["value"].shape == (B, cfg.model.f_dim)
+    assert g.nodes["z_5"]["value"].shape == (B, cfg.model.z_dim)
+    assert m.nodes["x"]["fn"].batch_shape == (B,) and m.nodes["x"]["fn"].event_shape == (
+        T, 3, 64, 64)
+    # every site lives in the batch plate
+    assert all(n["cond_indep_stack"][0].name == "batch" for k, n in m.nodes.items()
+               if n["type"] == "sample" and k != "batch")
+    # sampling from the model alone
+    sample = model.model(batch_size=2)
+    assert sample.shape == (2, T, 3, 64, 64)
+
+
+def test_prior_is_fed_the_guides_samples():
+    """p(z_t | z_<t) must be computed from the z the guide sampled, not from prior samples."""
+    _, model, guide = build()
+    x = torch.rand(B, T, 3, 64, 64)
+    g = poutine.trace(guide).get_trace(x)
+    m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x)
+    z_prev, state = model.prior.initial(B, x)
+    for t in range(1, T + 1):
+        loc, scale, state = model.prior.step(z_prev, state)
+        fn = m.nodes[z_site(t)]["fn"].base_dist
+        assert torch.allclose(fn.loc, loc) and torch.allclose(fn.scale, scale)
+        z_prev = g.nodes[z_site(t)]["value"]  # the guide's sample, as the ELBO needs
+    # and a prior rolled on its own samples would differ
+    own = model.sample_z(B)
+    assert not torch.allclose(own, torch.stack([g.nodes[z_site(t)]["value"]
+                                                for t in range(1, T + 1)], 1))
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "gaussian_learned", "bernoulli"])
+@pytest.mark.parametrize("guide_name", sorted(GUIDES))
+def test_elbo_matches_hand_computation(likelihood, guide_name):
+    """Trace_ELBO with one particle = -(log p(x|f,z) + log p(f) + sum_t log p(z_t|z_<t) - log q)."""
+    _, model, guide = build(guide_name, likelihood=likelihood, x_scale=0.2)
+    x = torch.rand(B, T, 3, 64, 64)
+    pyro.set_rng_seed(7)
+    loss = Trace_ELBO().loss(model.model, guide, x)
+    pyro.set_rng_seed(7)
+    g = poutine.trace(guide).get_trace(x)  # the same latent draws as inside the loss
+    with torch.no_grad():
+        f = g.nodes["f"]["value"]
+        zs = [g.nodes[z_site(t)]["value"] for t in range(1, T + 1)]
+        # hand computation with torch.distributions only
+        log_p = Normal(0.0, 1.0).log_prob(f).sum()
+        z_prev, state = torch.zeros(B, model.cfg.z_dim), None
+        h = torch.zeros(B, model.cfg.hidden)
+        state = (h, h)
+        for z in zs:
+            hn, cn = model.prior.cell(z_prev, state)
+            state = (hn, cn)
+            loc = model.prior.head.loc(hn)
+            scale = torch.exp(0.5 * model.prior.head.logvar(hn))
+            log_p += Normal(loc, scale).log_prob(z).sum()
+            z_prev = z
+        out = model.decoder(f, torch.stack(zs, 1))
+        if likelihood == "bernoulli":
+            log_p += Bernoulli(logits=out, validate_args=False).log_prob(x).sum()
+        else:
+            s = 0.2 if likelihood == "gaussian" else math.exp(model.log_x_scale.item())
+            log_p += Normal(torch.sigmoid(out), s).log_prob(x).sum()
+        log_q = sum(g.nodes[n]["fn"].base_dist.log_prob(g.nodes[n]["value"]).sum()
+                    for n in ["f"] + [z_site(t) for t in range(1, T + 1)])
+    assert loss == pytest.approx(-(log_p - log_q).item(), rel=1e-5)
+
+
+def test_kl_weight_scales_only_the_latent_terms():
+    _, model, guide = build()
+    x = torch.rand(B, T, 3, 64, 64)
+    parts = {}
+    for w in (1.0, 0.25):
+        pyro.set_rng_seed(3)
+        g = poutine.trace(guide).get_trace(x, kl_weight=w)
+        m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x, kl_weight=w)
+        m.compute_log_prob()
+        g.compute_log_prob()
+        kl = sum(m.nodes[n]["log_prob_sum"] - g.nodes[n]["log_prob_sum"]
+                 for n in g.stochastic_nodes if n != "batch")
+        parts[w] = (kl.item(), m.nodes["x"]["log_prob_sum"].item())
+    assert parts[0.25][0] == pytest.approx(0.25 * parts[1.0][0], rel=1e-5)
+    assert parts[0.25][1] == pytest.approx(parts[1.0][1], rel=1e-6)
+
+
+@pytest.mark.parametrize("guide_name,elbo", [("factorized", Trace_ELBO),
+                                             ("full", Trace_ELBO),
+                                             ("factorized", TraceMeanField_ELBO)])
+def test_guides_train_and_loss_falls(tiny_data, guide_name, elbo):
+    """One model function, any guide: SVI(model.model, guide) learns on a few clips."""
+    _, model, guide = build(guide_name)
+    model.train()
+    guide.train()
+    svi = SVI(model.model, guide, pyro.optim.Adam({"lr": 3e-3}), elbo())
+    x = to_tensor(tiny_data["train"].x[:12])
+    pyro.set_rng_seed(0)
+    losses = [svi.step(x) for _ in range(60)]
+    assert sum(losses[-10:]) / 10 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_two_models_in_one_session_do_not_share_parameters(tiny_data):
+    """The pyro.module pitfall: a second model must train its own tensors, not the first's."""
+    x = to_tensor(tiny_data["train"].x[:6])
+    for _ in range(2):
+        _, model, guide = build()
+        model.train()
+        guide.train()
+        before = model.decoder.fc[0].weight.detach().clone()
+        svi = SVI(model.model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
+        svi.step(x)
+        assert not torch.equal(before, model.decoder.fc[0].weight)

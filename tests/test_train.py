@@ -1,0 +1,85 @@
+import pytest
+import torch
+from conftest import tiny_config
+
+from dsae_pyro.train import CHECKPOINT, TrainingError, fit, load_checkpoint, load_run
+
+
+def params(run):
+    return {**{f"m.{k}": v for k, v in run.model.state_dict().items()},
+            **{f"g.{k}": v for k, v in run.guide.state_dict().items()}}
+
+
+def test_resume_ends_with_identical_parameters(tmp_path, tiny_data):
+    cfg = tiny_config()
+    cfg.train.epochs = 3
+    straight = fit(cfg, tiny_data, tmp_path / "a", progress=False)
+
+    cfg2 = tiny_config()
+    cfg2.train.epochs = 1
+    fit(cfg2, tiny_data, tmp_path / "b", progress=False)  # "dies" after epoch 1
+    cfg2.train.epochs = 3
+    resumed = fit(cfg2, tiny_data, tmp_path / "b", resume=True, progress=False)
+
+    assert resumed.epoch == straight.epoch == 3
+    a, b = params(straight), params(resumed)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in
+                                                           resumed.history]
+    for name in ("history.csv", "history.json", "config.toml", CHECKPOINT):
+        assert (tmp_path / "b" / name).is_file()
+
+
+def test_refuses_to_overwrite_and_to_resume_another_guide(tmp_path, tiny_data):
+    cfg = tiny_config()
+    cfg.train.epochs = 1
+    fit(cfg, tiny_data, tmp_path, progress=False)
+    with pytest.raises(TrainingError, match="--resume"):
+        fit(cfg, tiny_data, tmp_path, progress=False)
+    other = tiny_config(guide="full")
+    with pytest.raises(TrainingError, match="guide: checkpoint 'factorized' vs now 'full'"):
+        fit(other, tiny_data, tmp_path, resume=True, progress=False)
+    bigger = tiny_config(f_dim=8)
+    with pytest.raises(TrainingError, match="f_dim"):
+        fit(bigger, tiny_data, tmp_path, resume=True, progress=False)
+    cfg.data.path = "other.npz"
+    with pytest.raises(TrainingError, match="trained on npz\\(tiny.npz\\)"):
+        fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):
+    cfg = tiny_config()
+    cfg.train.epochs = 1
+    fit(cfg, tiny_data, tmp_path, progress=False)
+    good = load_checkpoint(tmp_path)
+    import pyro.infer
+
+    monkeypatch.setattr(pyro.infer.SVI, "step", lambda self, *a, **k: float("nan"))
+    cfg.train.epochs = 2
+    with pytest.raises(TrainingError, match="loss became nan in epoch 2"):
+        fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
+    kept = load_checkpoint(tmp_path)
+    assert kept["epoch"] == 1
+    assert torch.equal(kept["model"]["decoder.fc.0.weight"], good["model"]["decoder.fc.0.weight"])
+
+
+def test_checkpoint_loads_and_generates(tmp_path, tiny_data):
+    cfg = tiny_config(guide="full")
+    cfg.train.epochs = 1
+    run = fit(cfg, tiny_data, tmp_path, progress=False)
+    loaded = load_run(tmp_path / CHECKPOINT, torch.device("cpu"))
+    assert loaded.cfg.model.guide == "full" and loaded.epoch == 1
+    for k, v in run.guide.state_dict().items():
+        assert torch.equal(v, loaded.guide.state_dict()[k])
+    assert loaded.model.decode(loaded.model.sample_f(2), loaded.model.sample_z(2)).shape == (
+        2, 8, 3, 64, 64)
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / CHECKPOINT).write_bytes(b"garbage")
+    with pytest.raises(TrainingError, match="not a dsae_pyro checkpoint"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing")
