@@ -1,0 +1,154 @@
+import functools
+import http.server
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+from conftest import SHEETS, tiny_split
+from PIL import Image
+
+from dsae_pyro.data import DataError, check_clips, load_npz, save_npz, to_tensor
+from dsae_pyro.data.labels import character_index, split_characters
+from dsae_pyro.data.sprites import SheetError, build_sprites, download_sheets, verify_sheets
+from dsae_pyro.data.synthetic import make_synthetic
+
+needs_sheets = pytest.mark.skipif(not SHEETS.is_dir(), reason="LPC sheets (../shared) absent")
+
+
+def test_split_is_li_and_mandt():
+    train, test = split_characters()
+    assert len(train) == 1000 and len(test) == 296
+    assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(1296))
+    assert np.array_equal(train[:3], np.random.RandomState(423).permutation(1296)[:3])
+    assert character_index([1, 2, 3, 4]) == 216 + 72 + 18 + 4
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return make_synthetic()
+
+
+def test_synthetic_full_dataset(synthetic):
+    tr, te = synthetic["train"], synthetic["test"]
+    assert tr.x.shape == (9000, 8, 64, 64, 3) and te.x.shape == (2664, 8, 64, 64, 3)
+    assert tr.x.dtype == np.uint8
+    assert set(np.unique(tr.character)).isdisjoint(np.unique(te.character))
+    assert np.array_equal(character_index(tr.attributes), tr.character)
+    assert np.array_equal(np.bincount(tr.motion), np.full(9, 1000))
+    again = make_synthetic()
+    assert np.array_equal(again["test"].x[:50], te.x[:50])  # deterministic from the seed
+    assert not np.array_equal(split_characters(1)[1], np.unique(te.character))
+
+
+def test_synthetic_appearance_and_motion_are_shapes_not_just_colours():
+    one = tiny_split([0, 1, 6, 36, 216])  # hair, top, bottom, body changed one at a time
+    x = one.x.reshape(5, 9, 8, 64, 64, 3)
+    occupied = (x.max(-1) > 0)  # silhouettes, colour removed
+    for k in range(1, 5):  # each attribute changes the silhouette somewhere
+        assert (occupied[0] != occupied[k]).any(axis=(1, 2, 3)).all()
+    for m in range(1, 9):  # each motion moves pixels; frames of a clip differ
+        assert (occupied[0, 0] != occupied[0, m]).any()
+    for m in range(9):  # and within a clip the pose changes: at least 3 distinct silhouettes
+        assert len({occupied[0, m, t].tobytes() for t in range(8)}) >= 3
+
+
+def test_to_tensor_layout():
+    s = tiny_split([5])
+    t = to_tensor(s.x[:2])
+    assert t.shape == (2, 8, 3, 64, 64) and t.dtype == torch.float32
+    assert torch.equal(t[1, 3, 2] * 255, torch.as_tensor(s.x[1, 3, :, :, 2]).float())
+    assert 0 <= float(t.min()) and float(t.max()) <= 1
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((2, 8, 64, 64, 3), np.float32), "channel-last"),
+    (np.zeros((2, 8, 3, 32, 32), np.float32), "expected float clips of shape"),
+    (np.zeros((2, 8, 3, 64, 64), np.int32), "dtype int32"),
+    (np.full((2, 8, 3, 64, 64), 200.0, np.float32), "divide by 255"),
+    (np.full((1, 8, 3, 64, 64), np.nan, np.float32), "NaN"),
+    (np.zeros((2, 8, 3, 64, 64), np.uint8), "uint8 clips must be"),
+])
+def test_bad_clips_are_named(bad, match):
+    with pytest.raises(DataError, match=match):
+        check_clips(bad)
+
+
+def test_npz_round_trip_and_bad_files(tmp_path):
+    data = {"train": tiny_split([3]), "test": tiny_split([4])}
+    save_npz(tmp_path / "d.npz", data)
+    back = load_npz(tmp_path / "d.npz")
+    assert np.array_equal(back["train"].x, data["train"].x)
+    assert np.array_equal(back["test"].motion, data["test"].motion)
+    np.savez(tmp_path / "nan.npz", x_train=np.full((1, 8, 3, 64, 64), np.nan, np.float32),
+             x_test=np.zeros((1, 8, 3, 64, 64), np.float32))
+    with pytest.raises(DataError, match="x_train: contains .* NaN"):
+        load_npz(tmp_path / "nan.npz")
+    np.savez(tmp_path / "nox.npz", x_train=data["train"].x)
+    with pytest.raises(DataError, match="no array x_test"):
+        load_npz(tmp_path / "nox.npz")
+    with pytest.raises(DataError, match="no dataset file"):
+        load_npz(tmp_path / "missing.npz")
+
+
+def _recipe_cell(folder, character, row, col):
+    """The recipe of DESIGN.md section 3, written out independently of the builder."""
+    b, lo, tp, hr = np.unravel_index(character, (6, 6, 6, 6))
+    im = Image.new("RGBA", (832, 1344), (0, 0, 0, 255))
+    for name in (f"body/{b}", f"bottomwear/{lo}", f"topwear/{tp}", f"hair/{hr}", "shoes/1"):
+        im = Image.alpha_composite(im, Image.open(folder / f"{name}.png").convert("RGBA"))
+    return np.asarray(im)[row * 64:(row + 1) * 64, col * 64:(col + 1) * 64, :3]
+
+
+@needs_sheets
+def test_sprites_builder_frames_labels_and_split():
+    train_chars, test_chars = split_characters()
+    chars = [int(train_chars[0]), int(test_chars[5])]
+    data = build_sprites(SHEETS, characters=chars)
+    tr, te = data["train"], data["test"]
+    assert len(tr) == 9 and len(te) == 9
+    assert (tr.character == chars[0]).all() and (te.character == chars[1]).all()
+    assert np.array_equal(tr.attributes[0], np.unravel_index(chars[0], (6, 6, 6, 6)))
+    assert np.array_equal(tr.motion, np.arange(9))
+    # motion 1 = walk-left: row 9, frames from columns [8, 1, ..., 7]
+    for t, col in enumerate([8, 1, 2, 3, 4, 5, 6, 7]):
+        assert np.array_equal(tr.x[1, t], _recipe_cell(SHEETS, chars[0], 9, col))
+    # motion 5 = spellcast-right: row 3, columns [0, 1, 2, 3, 4, 5, 4, 6]
+    assert np.array_equal(te.x[5, 7], _recipe_cell(SHEETS, chars[1], 3, 6))
+    # motion 6 = slash-front: row 14, last frame back at column 0
+    assert np.array_equal(te.x[6, 7], _recipe_cell(SHEETS, chars[1], 14, 0))
+    assert np.array_equal(te.x[6, 6], te.x[6, 4])
+
+
+@needs_sheets
+def test_sheet_errors(tmp_path):
+    folder = tmp_path / "sheets"
+    shutil.copytree(SHEETS, folder)
+    verify_sheets(folder)
+    (folder / "hair" / "3.png").write_bytes((folder / "hair" / "4.png").read_bytes())
+    with pytest.raises(SheetError, match="checksum mismatch for .*hair/3.png"):
+        verify_sheets(folder)
+    Image.new("RGBA", (64, 64)).save(folder / "hair" / "3.png")
+    with pytest.raises(SheetError, match="is 64x64, expected 832x1344"):
+        verify_sheets(folder)
+    (folder / "hair" / "3.png").unlink()
+    with pytest.raises(SheetError, match="missing sprite sheet .*hair/3.png"):
+        build_sprites(folder, characters=[0])
+
+
+@needs_sheets
+def test_download_from_local_http_server(tmp_path):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SHEETS))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        folder = download_sheets(tmp_path / "dl", base_url=base)
+        assert (folder / "shoes" / "1.png").read_bytes() == (SHEETS / "shoes/1.png").read_bytes()
+        with pytest.raises(SheetError, match="could not download"):
+            download_sheets(tmp_path / "bad", base_url=base + "nowhere/")
+    finally:
+        server.shutdown()
