@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
+from pyro.poutine.subsample_messenger import _Subsample
 
 from .model import z_site
 
@@ -15,7 +16,7 @@ class use_mean(Messenger):  # noqa: N801 - a handler, used like poutine's
     """Replace every latent sample by its distribution's mean (downstream sites see the mean)."""
 
     def _pyro_sample(self, msg):
-        if not msg["is_observed"]:
+        if not msg["is_observed"] and not isinstance(msg["fn"], _Subsample):  # not plates
             msg["value"] = msg["fn"].mean
             msg["done"] = True
 

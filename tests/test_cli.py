@@ -1,0 +1,84 @@
+import subprocess
+import sys
+
+import pytest
+from conftest import SHEETS, tiny_split
+
+from dsae_pyro.cli import main
+from dsae_pyro.data import save_npz
+
+TINY = ["--set", "model.f_dim=4", "--set", "model.z_dim=3", "--set", "model.hidden=8",
+        "--set", "model.conv_channels=[4,4,4,4]", "--set", "model.conv_features=[16]",
+        "--set", "train.batch_size=6", "--quiet"]
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    path = tmp_path / "tiny.npz"
+    save_npz(path, {"train": tiny_split([0, 259, 518]), "test": tiny_split([1036, 1295])})
+    return path
+
+
+def test_train_resume_swap_generate_report(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+            "--out", str(out), *TINY]
+    assert main(args) == 0
+    for name in ("report.html", "swap.png", "reconstructions.png", "generate_fix_f.png",
+                 "generate_fix_z.png", "loss.png", "history.csv", "checkpoint.pt"):
+        assert (out / name).is_file(), name
+    html = (out / "report.html").read_text()
+    assert "swap.png" in html and "generate_fix_z.png" in html
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-report",
+                 "--quiet"]) == 0
+    assert "epoch,train_loss" in (out / "history.csv").read_text()
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+    assert main(["swap", str(out), "--pairs", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").is_file()
+    assert main(["generate", str(out / "checkpoint.pt"), "--out", str(tmp_path / "g")]) == 0
+    assert (tmp_path / "g_fix_f.png").is_file() and (tmp_path / "g_fix_z.png").is_file()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["train", "--preset", "nope"], "unknown preset 'nope': use one of"),
+    (["train", "--set", "train.lrr=1"], "unknown option train.lrr; options of [train]"),
+    (["train", "--set", "model.likelihood=poisson"], "model.likelihood = 'poisson' is not one"),
+    (["train", "--set", "train.kl_weight=0"], "train.kl_weight must be > 0"),
+    (["train", "--set", "train.epochs=1.5"], "train.epochs expects an integer"),
+    (["train", "--set", "lr=1"], "not of the form section.key=value"),
+    (["train", "--data", "npz"], "needs data.path"),
+    (["train", "--resume", "--out", "/nonexistent/run"], "no checkpoint in /nonexistent/run"),
+    (["swap", "/nonexistent/run"], "no checkpoint at"),
+    (["data", "sprites", "--out", "x.npz"], "needs --sheets DIR"),
+    (["data", "sprites", "--sheets", "/nonexistent", "--out", "x.npz"], "missing sprite sheet"),
+])
+def test_bad_input_gets_a_clear_error(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+
+
+def test_resume_with_another_guide_is_refused(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+            "--out", str(out), "--no-report", *TINY]
+    assert main(base) == 0
+    assert main(base + ["--resume", "--guide", "full"]) == 2
+    assert "guide: checkpoint 'factorized' vs now 'full'" in capsys.readouterr().err
+
+
+def test_presets_are_valid_and_printable(capsys):
+    assert main(["presets"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"cpu", "paper"} <= set(names)
+    assert main(["presets", "paper"]) == 0
+    text = capsys.readouterr().out
+    assert "conv_channels = [256, 256, 256, 256]" in text and "lr = 2e-4" in text
+
+
+@pytest.mark.skipif(not SHEETS.is_dir(), reason="LPC sheets (../shared) absent")
+def test_console_script_help_and_data_command(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "dsae_pyro.cli", "train", "--help"],
+                         capture_output=True, text=True, check=True)
+    assert "--preset" in res.stdout and "--resume" in res.stdout
