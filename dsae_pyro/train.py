@@ -210,8 +210,8 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
         run.restore(ckpt)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(cfg.to_toml())
-    pyro.enable_validation(False)  # inputs were checked when loaded; skip per-step checks
-    try:
+    # inputs were checked when loaded: skip Pyro's per-step argument checks
+    with pyro.validation_enabled(False):
         while run.epoch < cfg.train.epochs:
             start = time.perf_counter()
             train_loss = run.train_epoch(data["train"], progress)
@@ -228,6 +228,4 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                            f"{test_loss:.1f} per clip  ({seconds:.0f}s)")
             if on_epoch is not None:
                 on_epoch(run)
-    finally:
-        pyro.enable_validation(True)
     return run

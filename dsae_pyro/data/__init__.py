@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .labels import ACTIONS, ATTRIBUTES, DIRECTIONS, N_FRAMES, SIZE, Split, character_index
+from .labels import ACTIONS, ATTRIBUTES, DIRECTIONS, SIZE, Split, character_index
 from .sprites import DEFAULT_BASE_URL, SheetError, build_sprites, download_sheets, expected_sha256
 from .synthetic import make_synthetic
 
