@@ -96,11 +96,11 @@ def _cmd_train(args) -> int:
         overrides.append(f"model.guide={args.guide}")
     if args.data:
         overrides.append(f"data.name={args.data}")
-    if args.data_path:
-        overrides.append(f'data.path="{args.data_path}"')
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
     cfg.override(overrides)
+    if args.data_path:
+        cfg.data.path = args.data_path
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-"
                            f"{cfg.model.guide}-{cfg.data.name}")
     if args.resume and not (out / "checkpoint.pt").exists():
@@ -110,6 +110,7 @@ def _cmd_train(args) -> int:
         from .train import load_checkpoint
 
         cfg = Config.from_dict(load_checkpoint(out)["config"]).override(overrides)
+        cfg.data.path = args.data_path or cfg.data.path
     progress = not args.quiet
     start = time.perf_counter()
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=progress)

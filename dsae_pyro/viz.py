@@ -38,8 +38,7 @@ def save_clip_grid(path: str | Path, videos: torch.Tensor, labels: list[str], ti
         for i in range(groups, len(labels), groups):
             ax.axhline(i * h - 1.5, color="red", lw=1)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # keep long row labels inside the image
     plt.close(fig)
     return Path(path)
 
@@ -52,7 +51,6 @@ def plot_history(path: str | Path, history: list[dict]) -> Path:
     ax.plot(epochs, [h["test_loss"] for h in history], "s--", label="test")
     ax.set_xlabel("epoch")
     ax.set_ylabel("-ELBO per clip (nats)")
-    ax.set_yscale("symlog")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
