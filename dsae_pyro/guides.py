@@ -17,6 +17,7 @@ from torch import nn
 
 from ._naming import unique_name
 from .config import ModelConfig
+from .data import check_batch
 from .model import z_site
 from .nets import FrameEncoder, GaussianHead
 
@@ -54,6 +55,7 @@ class Guide(nn.Module):
         if x is None:
             raise ValueError("a guide needs the clips x it encodes; to sample from the prior, "
                              "run the model alone")
+        check_batch(x, self.cfg.image_shape)
         pyro.module(self.pyro_name, self)
         v = self.encoder(x)
         batch, frames = v.shape[:2]

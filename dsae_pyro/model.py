@@ -20,6 +20,7 @@ from torch import nn
 
 from ._naming import unique_name
 from .config import ModelConfig
+from .data import check_batch
 from .nets import FrameDecoder
 from .priors import make_prior
 
@@ -59,6 +60,8 @@ class DSAE(nn.Module):
     def model(self, x: torch.Tensor | None = None, kl_weight: float = 1.0,
               batch_size: int | None = None) -> torch.Tensor:
         """Pyro model of a batch of clips x (B, T, C, H, W); x=None samples clips instead."""
+        if x is not None:
+            check_batch(x, self.cfg.image_shape)
         pyro.module(self.pyro_name, self)
         batch = x.shape[0] if x is not None else batch_size
         frames = x.shape[1] if x is not None else self.cfg.frames

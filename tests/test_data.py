@@ -152,3 +152,43 @@ def test_download_from_local_http_server(tmp_path):
             download_sheets(tmp_path / "bad", base_url=base + "nowhere/")
     finally:
         server.shutdown()
+
+
+def test_model_and_guide_name_bad_batches():
+    from conftest import tiny_config
+
+    from dsae_pyro.guides import make_guide
+    from dsae_pyro.model import DSAE
+
+    cfg = tiny_config()
+    for fn in (DSAE(cfg.model).model, make_guide(cfg.model)):
+        with pytest.raises(DataError, match="channel|float tensor"):
+            fn(torch.rand(2, 8, 64, 64, 3))
+        with pytest.raises(DataError, match="torch.uint8"):
+            fn(torch.zeros(2, 8, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_original_npy_layout(tmp_path):
+    from dsae_pyro.data.labels import ACTIONS, DIRECTIONS
+    from dsae_pyro.data.sprites import load_npy_layout
+
+    source = {"train": tiny_split([7, 300]), "test": tiny_split([1200])}
+    for split, s in source.items():
+        for a, action in enumerate(ACTIONS):
+            for d, direction in enumerate(DIRECTIONS):
+                sel = s.motion == 3 * a + d
+                frames = s.x[sel].astype(np.float32) / 256  # the original float layout
+                onehot = np.eye(6)[s.attributes[sel]][:, None].repeat(8, axis=1)  # (N, 8, 4, 6)
+                np.save(tmp_path / f"{action}_{direction}_frames_{split}.npy", frames)
+                np.save(tmp_path / f"{action}_{direction}_attributes_{split}.npy", onehot)
+    data = load_npy_layout(tmp_path)
+    for split, s in source.items():
+        got = data[split]
+        order = np.lexsort((got.character, got.motion))
+        want = np.lexsort((s.character, s.motion))
+        assert np.array_equal(got.x[order], s.x[want])
+        assert np.array_equal(got.attributes[order], s.attributes[want])
+        assert np.array_equal(got.character[order], s.character[want])
+    (tmp_path / "walk_left_attributes_test.npy").unlink()
+    with pytest.raises(SheetError, match="missing .*walk_left_attributes_test.npy"):
+        load_npy_layout(tmp_path)

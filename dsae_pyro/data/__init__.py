@@ -19,7 +19,7 @@ from .sprites import DEFAULT_BASE_URL, SheetError, build_sprites, download_sheet
 from .synthetic import make_synthetic
 
 __all__ = ["ACTIONS", "ATTRIBUTES", "DIRECTIONS", "DataError", "Split", "SheetError",
-           "check_clips", "load_dataset", "load_npz", "save_npz", "to_tensor", "cache_dir"]
+           "check_batch", "check_clips", "load_dataset", "load_npz", "save_npz", "to_tensor", "cache_dir"]
 
 
 class DataError(ValueError):
@@ -59,6 +59,17 @@ def check_clips(x, name: str = "clips") -> np.ndarray | torch.Tensor:
         hint = " (pixels in 0..255? divide by 255)" if hi > 1.5 else ""
         raise DataError(f"{name}: values must lie in [0, 1], found [{lo:.3g}, {hi:.3g}]{hint}")
     return x
+
+
+def check_batch(x: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
+    """Cheap per-call check of a model/guide input: a float (B, T, C, H, W) tensor."""
+    if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() != 5 or tuple(
+            x.shape[2:]) != tuple(image_shape):
+        got = f"{type(x).__name__} {tuple(x.shape)} {x.dtype}" if hasattr(x, "shape") else type(
+            x).__name__
+        raise DataError(f"clips must be a float tensor (B, T, {', '.join(map(str, image_shape))}) "
+                        f"in [0, 1], got {got}; dsae_pyro.data.to_tensor converts uint8 "
+                        "(B, T, H, W, 3) pixels")
 
 
 def to_tensor(x_uint8, device=None) -> torch.Tensor:
