@@ -11,7 +11,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 from tqdm.auto import tqdm
 
+from ._io import atomic_write
 from .config import Config, ConfigError
 from .data import Split, dataset_identity, to_tensor
 from .guides import Guide, make_guide
@@ -84,10 +84,8 @@ class Run:
 
     def save(self, path: Path, data_id: str) -> None:
         """Write the checkpoint atomically: a crash mid-write keeps the previous one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            torch.save(self.state(data_id), tmp)
-        os.replace(tmp.name, path)
+        state = self.state(data_id)
+        atomic_write(path, lambda fh: torch.save(state, fh))
 
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])

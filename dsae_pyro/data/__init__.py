@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .._io import atomic_write
 from .labels import ACTIONS, ATTRIBUTES, DIRECTIONS, SIZE, Split, character_index
 from .sprites import DEFAULT_BASE_URL, SheetError, build_sprites, download_sheets, expected_sha256
 from .synthetic import make_synthetic
@@ -100,11 +100,7 @@ def save_npz(path: str | os.PathLike, data: dict[str, Split]) -> None:
     for split, s in data.items():
         arrays.update({f"x_{split}": s.x, f"attributes_{split}": s.attributes,
                        f"motion_{split}": s.motion, f"character_{split}": s.character})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-        np.savez(tmp, **arrays)
-    os.replace(tmp.name, path)
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), suffix=".npz")
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, Split]:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .._io import atomic_write
 from .labels import (
     ACTIONS,
     DIRECTIONS,
@@ -72,16 +72,13 @@ def download_sheets(dest: str | os.PathLike, base_url: str = DEFAULT_BASE_URL,
         target = dest / name
         if target.is_file() and _sha256(target) == sums[name]:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
         url = base_url.rstrip("/") + "/" + name
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp, \
-                    tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
-                shutil.copyfileobj(resp, tmp)
+            with urllib.request.urlopen(url, timeout=timeout) as resp:
+                atomic_write(target, lambda fh, resp=resp: shutil.copyfileobj(resp, fh))
         except OSError as e:
             raise SheetError(f"could not download {url}: {e}. Check the network or pass "
                              "--sheets DIR with a local copy of the sheets") from e
-        os.replace(tmp.name, target)
     verify_sheets(dest)
     return dest
 
