@@ -1,4 +1,14 @@
-"""Looking inside a trained posterior with poutine: encode clips, decode swapped latents."""
+"""Looking inside a trained posterior with poutine: thin helpers that return plain tensors.
+
+    encode      trace the guide: posterior loc/scale and values of f and every z_t
+    decode      condition the model on latent values (poutine.condition) and read p(x | f, z)'s mean
+    swap        decode f of one clip with z_1:T of another
+    intervene   poutine.do on f or chosen z_t; later z_t follow the prior from the forced values
+    predictive  prior or posterior predictive samples with pyro.infer.Predictive
+    diagnose    log-density and KL per site and per time step, active units, the ELBO's split f vs z
+
+`model` below is a `DSAE` (its `.model` is the Pyro function) and `guide` any guide of `guides.py`.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +16,10 @@ from dataclasses import dataclass
 
 import torch
 from pyro import poutine
+from pyro.infer import Predictive
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
+from torch.distributions import kl_divergence
 
 from .model import z_site
 
@@ -21,14 +33,25 @@ class use_mean(Messenger):  # noqa: N801 - a handler, used like poutine's
             msg["done"] = True
 
 
+def latent_sites(frames: int) -> list[str]:
+    return ["f"] + [z_site(t) for t in range(1, frames + 1)]
+
+
 @dataclass
 class Posterior:
-    """Posterior values of one batch: f (B, F) and z (B, T, Z), with their scales."""
+    """Posterior of one batch: values (means or samples) of f (B, F) and z (B, T, Z), and the
+    parameters of q at each site."""
 
     f: torch.Tensor
     z: torch.Tensor
+    f_loc: torch.Tensor
     f_scale: torch.Tensor
+    z_loc: torch.Tensor
     z_scale: torch.Tensor
+
+    def as_data(self) -> dict[str, torch.Tensor]:
+        """Site values as a dict for poutine.condition / poutine.do."""
+        return {"f": self.f, **{z_site(t + 1): self.z[:, t] for t in range(self.z.shape[1])}}
 
 
 @torch.no_grad()
@@ -36,9 +59,88 @@ def encode(guide, x: torch.Tensor, mean: bool = True) -> Posterior:
     """Trace the guide on clips x; mean=True takes posterior means at every site, else samples."""
     fn = use_mean()(guide) if mean else guide
     tr = poutine.trace(fn).get_trace(x)
-    frames = x.shape[1]
-    z_nodes = [tr.nodes[z_site(t)] for t in range(1, frames + 1)]
+    z_nodes = [tr.nodes[z_site(t)] for t in range(1, x.shape[1] + 1)]
+    f_fn = tr.nodes["f"]["fn"].base_dist
     return Posterior(
         f=tr.nodes["f"]["value"], z=torch.stack([n["value"] for n in z_nodes], 1),
-        f_scale=tr.nodes["f"]["fn"].base_dist.scale,
+        f_loc=f_fn.loc, f_scale=f_fn.scale,
+        z_loc=torch.stack([n["fn"].base_dist.loc for n in z_nodes], 1),
         z_scale=torch.stack([n["fn"].base_dist.scale for n in z_nodes], 1))
+
+
+@torch.no_grad()
+def decode(model, values: dict[str, torch.Tensor], batch_size: int | None = None,
+           handler=poutine.condition) -> torch.Tensor:
+    """Mean frames of p(x | f, z) with the given sites fixed; unfixed latents come from the prior.
+
+    `values` maps site names ("f", "z_3", ...) to tensors of shape (B, dim).
+    """
+    if batch_size is None:
+        batch_size = next(iter(values.values())).shape[0]
+    tr = poutine.trace(handler(model.model, data=values)).get_trace(batch_size=batch_size)
+    return tr.nodes["x"]["fn"].mean
+
+
+def swap(model, guide, x_appearance: torch.Tensor, x_motion: torch.Tensor) -> torch.Tensor:
+    """Frames with f (posterior mean) of x_appearance and z_1:T of x_motion."""
+    a, m = encode(guide, x_appearance), encode(guide, x_motion)
+    return decode(model, {"f": a.f, **{k: v for k, v in m.as_data().items() if k != "f"}})
+
+
+def intervene(model, values: dict[str, torch.Tensor], batch_size: int | None = None):
+    """poutine.do: force sites to values; z_t after a forced one follows the prior from it."""
+    return decode(model, values, batch_size, handler=poutine.do)
+
+
+@torch.no_grad()
+def predictive(model, guide=None, x: torch.Tensor | None = None, num_samples: int = 1,
+               batch_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Prior (no guide) or posterior predictive samples of every site, shaped (num_samples, B, ...)."""
+    sites = [*latent_sites(model.cfg.frames), "x"]
+    if guide is None:
+        return Predictive(model.model, num_samples=num_samples, return_sites=sites)(
+            batch_size=batch_size)
+
+    def unobserved(x):  # x feeds the guide only; the model draws fresh frames from p(x | f, z)
+        return model.model(None, batch_size=x.shape[0])
+
+    return Predictive(unobserved, guide=guide, num_samples=num_samples, return_sites=sites)(x)
+
+
+@dataclass
+class Diagnosis:
+    """Per-batch diagnostics, averaged over clips (nats per clip unless noted)."""
+
+    log_p: dict[str, float]  # log p at every site of the model, including "x"
+    log_q: dict[str, float]  # log q at every latent site of the guide
+    kl: dict[str, float]  # KL(q || p) per latent site; for z_t, given the guide's z_<t
+    kl_f: float
+    kl_z: float  # summed over t
+    elbo: float  # log p(x|f,z) - KL, one-sample
+    active_f: torch.Tensor  # bool per dimension: Var_x[E_q f] > threshold
+    active_z: torch.Tensor  # bool per dimension of z, over clips and frames
+
+    @property
+    def share_f(self) -> float:
+        """The share of the ELBO's KL cost spent on f (the rest is spent on z_1:T)."""
+        return self.kl_f / (self.kl_f + self.kl_z)
+
+
+@torch.no_grad()
+def diagnose(model, guide, x: torch.Tensor, active_threshold: float = 0.01) -> Diagnosis:
+    """Replay the model on one guide sample and split the ELBO site by site."""
+    g = poutine.trace(guide).get_trace(x)
+    m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x)
+    n = x.shape[0]
+    sites = latent_sites(x.shape[1])
+    log_p = {s: float(m.nodes[s]["fn"].log_prob(m.nodes[s]["value"]).sum()) / n
+             for s in [*sites, "x"]}
+    log_q = {s: float(g.nodes[s]["fn"].log_prob(g.nodes[s]["value"]).sum()) / n for s in sites}
+    kl = {s: float(kl_divergence(g.nodes[s]["fn"], m.nodes[s]["fn"]).sum()) / n for s in sites}
+    kl_z = sum(v for k, v in kl.items() if k != "f")
+    post = encode(guide, x)
+    return Diagnosis(
+        log_p=log_p, log_q=log_q, kl=kl, kl_f=kl["f"], kl_z=kl_z,
+        elbo=log_p["x"] - kl["f"] - kl_z,
+        active_f=post.f_loc.var(0) > active_threshold,
+        active_z=post.z_loc.reshape(-1, post.z_loc.shape[-1]).var(0) > active_threshold)
