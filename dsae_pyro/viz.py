@@ -1,15 +1,16 @@
-"""Figures: clip grids with row labels, and loss curves. Matplotlib with the Agg backend."""
+"""Figures: clip grids with row labels, and loss curves.
+
+Built with matplotlib's object API (no pyplot state, any backend): the CLI saves them, and in a
+notebook a returned Figure displays itself.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
 
 def clip_rows(videos: torch.Tensor, gap: int = 2) -> np.ndarray:
@@ -24,29 +25,34 @@ def clip_rows(videos: torch.Tensor, gap: int = 2) -> np.ndarray:
     return img
 
 
-def save_clip_grid(path: str | Path, videos: torch.Tensor, labels: list[str], title: str,
-                   groups: int = 0) -> Path:
-    """Save clips as labelled rows; `groups` > 0 draws a line after every `groups` rows."""
+def clip_figure(videos: torch.Tensor, labels: list[str] | None = None, title: str = "",
+                groups: int = 0) -> Figure:
+    """Clips as labelled rows; `groups` > 0 draws a red line after every `groups` rows."""
     img = clip_rows(videos)
     h = videos.shape[-2] + 2
-    fig_w = 1.6 + img.shape[1] / 80
-    fig, ax = plt.subplots(figsize=(fig_w, 0.5 + img.shape[0] / 80), dpi=100)
+    fig = Figure(figsize=(1.6 + img.shape[1] / 80, 0.5 + img.shape[0] / 80), dpi=100)
+    ax = fig.subplots()
     ax.imshow(img, interpolation="nearest")
-    ax.set_yticks([i * h + h / 2 - 1 for i in range(len(labels))], labels, fontsize=8)
+    ax.set_yticks([i * h + h / 2 - 1 for i in range(len(labels or []))], labels or [], fontsize=8)
     ax.set_xticks([])
     if groups:
-        for i in range(groups, len(labels), groups):
+        for i in range(groups, len(videos), groups):
             ax.axhline(i * h - 1.5, color="red", lw=1)
     ax.set_title(title, fontsize=10)
-    fig.savefig(path, bbox_inches="tight")  # keep long row labels inside the image
-    plt.close(fig)
+    return fig
+
+
+def save_clip_grid(path: str | Path, videos: torch.Tensor, labels: list[str], title: str,
+                   groups: int = 0) -> Path:
+    clip_figure(videos, labels, title, groups).savefig(path, bbox_inches="tight")
     return Path(path)
 
 
-def plot_history(path: str | Path, history: list[dict]) -> Path:
+def history_figure(history: list[dict]) -> Figure:
     """Train and test -ELBO per clip against epochs."""
+    fig = Figure(figsize=(5, 3.2), dpi=100)
+    ax = fig.subplots()
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
     ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax.plot(epochs, [h["test_loss"] for h in history], "s--", label="test")
     ax.set_xlabel("epoch")
@@ -54,6 +60,9 @@ def plot_history(path: str | Path, history: list[dict]) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def plot_history(path: str | Path, history: list[dict]) -> Path:
+    history_figure(history).savefig(path)
     return Path(path)
