@@ -82,21 +82,3 @@ class DSAE(nn.Module):
             # because the decoder (and its BatchNorm) runs on every frame of the batch at once
             out = self.decoder(f, torch.stack(zs, dim=1))
             return pyro.sample("x", self.likelihood(out), obs=x)
-
-    # --- generation helpers (no Pyro sites) ----------------------------------------------------
-    @torch.no_grad()
-    def sample_z(self, batch_size: int, frames: int | None = None) -> torch.Tensor:
-        """z_1:T (B, T, Z) from the learned prior, rolled on its own samples."""
-        like = next(self.parameters())
-        z_prev, state = self.prior.initial(batch_size, like)
-        zs = []
-        for _ in range(frames or self.cfg.frames):
-            loc, scale, state = self.prior.step(z_prev, state)
-            z_prev = loc + scale * torch.randn_like(loc)
-            zs.append(z_prev)
-        return torch.stack(zs, dim=1)
-
-    @torch.no_grad()
-    def sample_f(self, batch_size: int) -> torch.Tensor:
-        like = next(self.parameters())
-        return torch.randn(batch_size, self.cfg.f_dim, device=like.device, dtype=like.dtype)

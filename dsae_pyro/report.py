@@ -6,10 +6,11 @@ import html
 from pathlib import Path
 
 import numpy as np
+import pyro
 import torch
 
 from .data import ACTIONS, DIRECTIONS, Split, to_tensor
-from .inspect import encode
+from .inspect import decode, encode
 from .train import Run
 from .viz import plot_history, save_clip_grid
 
@@ -37,7 +38,8 @@ def swap_grid(run: Run, split: Split, path, n_pairs: int = 4, seed: int = 0) -> 
     a, b = pick_pairs(split, n_pairs, seed)
     xa, xb = to_tensor(split.x[a], run.device), to_tensor(split.x[b], run.device)
     pa, pb = encode(run.guide, xa), encode(run.guide, xb)
-    ab, ba = run.model.decode(pa.f, pb.z), run.model.decode(pb.f, pa.z)
+    ab = decode(run.model, {**pb.as_data(), "f": pa.f})
+    ba = decode(run.model, {**pa.as_data(), "f": pb.f})
     rows, labels = [], []
     for i in range(n_pairs):
         ma, mb = motion_name(split.motion[a[i]]), motion_name(split.motion[b[i]])
@@ -54,13 +56,14 @@ def generation_grids(run: Run, split: Split, fix_f_path, fix_z_path, n_clips: in
     idx, _ = pick_pairs(split, n_clips, seed + 1)
     x = to_tensor(split.x[idx], run.device)
     post = encode(run.guide, x)
-    torch.manual_seed(seed)
+    zs = {k: v for k, v in post.as_data().items() if k != "f"}
+    pyro.set_rng_seed(seed)
     rows_f, labels_f, rows_z, labels_z = [], [], [], []
     for i in range(n_clips):
-        f = post.f[i:i + 1].expand(n_samples, -1)
-        z = post.z[i:i + 1].expand(n_samples, -1, -1)
-        rows_f += [x[i], *run.model.decode(f, run.model.sample_z(n_samples))]
-        rows_z += [x[i], *run.model.decode(run.model.sample_f(n_samples), z)]
+        f_i = post.f[i:i + 1].expand(n_samples, -1)
+        z_i = {k: v[i:i + 1].expand(n_samples, -1) for k, v in zs.items()}
+        rows_f += [x[i], *decode(run.model, {"f": f_i})]  # z_1:T ~ p(z)
+        rows_z += [x[i], *decode(run.model, z_i)]  # f ~ p(f)
         labels_f += [f"source {i + 1}"] + [f"z ~ p(z) #{k + 1}" for k in range(n_samples)]
         labels_z += [f"source {i + 1} ({motion_name(split.motion[idx[i]])})"] + [
             f"f ~ p(f) #{k + 1}" for k in range(n_samples)]
@@ -77,7 +80,7 @@ def reconstruction_grid(run: Run, split: Split, path, n_clips: int = 4, seed: in
     idx, _ = pick_pairs(split, n_clips, seed)
     x = to_tensor(split.x[idx], run.device)
     post = encode(run.guide, x)
-    recon = run.model.decode(post.f, post.z)
+    recon = decode(run.model, post.as_data())
     rows = torch.stack([r for pair in zip(x, recon, strict=True) for r in pair])
     labels = [s for i in range(n_clips) for s in (f"clip {i + 1}", "reconstruction")]
     return save_clip_grid(path, rows, labels, "Test clips and their reconstructions (posterior "

@@ -43,7 +43,7 @@ def test_swap_conditions_the_right_sites(trained):
     model, guide, x = trained
     a, b = ins.encode(guide, x[:2]), ins.encode(guide, x[2:])
     out = ins.swap(model, guide, x[:2], x[2:])
-    assert torch.allclose(out, model.decode(a.f, b.z), atol=1e-6)
+    assert torch.allclose(out, model.decode(a.f, b.z), atol=1e-6)  # the nets, directly
     # condition fixes exactly the given sites and leaves the others to the prior
     data = {"f": a.f, "z_1": b.z[:, 0]}
     tr = poutine.trace(poutine.condition(model.model, data=data)).get_trace(batch_size=2)

@@ -73,8 +73,7 @@ def test_checkpoint_loads_and_generates(tmp_path, tiny_data):
     assert loaded.cfg.model.guide == "full" and loaded.epoch == 1
     for k, v in run.guide.state_dict().items():
         assert torch.equal(v, loaded.guide.state_dict()[k])
-    assert loaded.model.decode(loaded.model.sample_f(2), loaded.model.sample_z(2)).shape == (
-        2, 8, 3, 64, 64)
+    assert loaded.model.model(batch_size=2).shape == (2, 8, 3, 64, 64)
 
 
 def test_not_a_checkpoint(tmp_path):
