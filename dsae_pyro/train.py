@@ -19,7 +19,7 @@ import pyro
 import torch
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ._io import atomic_write
 from .config import Config, ConfigError

@@ -165,7 +165,7 @@ def build_sprites(folder: str | os.PathLike, characters=None, progress: bool = F
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     return tqdm(total=total, desc="compositing characters", unit="char", disable=not enabled)
 
