@@ -1,0 +1,3 @@
+"""dsae_pyro: the Disentangled Sequential Autoencoder and friends, in Pyro."""
+
+__version__ = "0.1.0"
