@@ -7,7 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-from .config import ConfigError, available_presets, load_preset
+from .config import (
+    DECODERS,
+    GUIDES,
+    LIKELIHOODS,
+    PRIORS,
+    ConfigError,
+    available_presets,
+    load_preset,
+)
 
 EXAMPLES = """examples:
   dsae train                                  # cpu preset on the built-in synthetic sprites
@@ -38,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
                        "(every epoch), history.csv/json, figures and report.html into --out.")
     p.add_argument("--preset", default="cpu",
                    help=f"one of {available_presets()} or a .toml file (default: cpu)")
-    p.add_argument("--guide", choices=["factorized", "full"], help="inference network")
+    for name, choices, help_ in (("guide", GUIDES, "inference network"),
+                                 ("prior", PRIORS, "prior over z_1:T"),
+                                 ("decoder", DECODERS, "frame decoder (improved: seed 003's)"),
+                                 ("likelihood", LIKELIHOODS, "p(x | f, z)")):
+        p.add_argument(f"--{name}", choices=choices, help=f"{help_} (default: the preset's)")
     _add_data_args(p)
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -70,6 +82,27 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seed", type=int, default=423, help="synthetic: seed of drawing and split")
     d.add_argument("--out", required=True, help="output .npz")
 
+    j = sub.add_parser("judge", help="train the judge classifier used by `dsae evaluate`",
+                       description="Train a clip classifier (motion and the 4 attributes) on a "
+                       "dataset's train split; prints its test accuracy per head.")
+    j.add_argument("action", choices=["train"])
+    _add_data_args(j)
+    j.add_argument("--epochs", type=int, default=3)
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--out", required=True, help="where to save the judge (.pt)")
+    j.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("evaluate", help="the Sprites protocol on a trained checkpoint",
+                       description="Judge generated clips: fix z and sample f (motion kept?), fix f "
+                       "and sample z (attributes kept?); also reconstruction error and test ELBO. "
+                       "Writes evaluation.json and evaluation.md into the run folder.")
+    e.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
+    e.add_argument("--judge", required=True, help="a judge trained on the same dataset")
+    e.add_argument("--draws", type=int, default=3, help="random draws to average over")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--max-clips", type=int, default=0, help="score only the first N test clips")
+    _add_data_args(e)
+
     r = sub.add_parser("presets", help="list presets, or print one to copy and edit")
     r.add_argument("name", nargs="?")
 
@@ -92,8 +125,9 @@ def _cmd_train(args) -> int:
 
     cfg = load_preset(args.preset)
     overrides = list(args.overrides)
-    if args.guide:
-        overrides.append(f"model.guide={args.guide}")
+    for name in ("guide", "prior", "decoder", "likelihood"):
+        if getattr(args, name):
+            overrides.append(f"model.{name}={getattr(args, name)}")
     if args.data:
         overrides.append(f"data.name={args.data}")
     if args.epochs is not None:
@@ -207,8 +241,58 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+def _cmd_judge(args) -> int:
+    from .data import dataset_identity, load_dataset
+    from .metrics.judge import save_judge, train_judge
+
+    name = args.data or "synthetic"
+    data = load_dataset(name, args.data_path or "", progress=not args.quiet)
+    start = time.perf_counter()
+    judge, acc = train_judge(data, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
+    save_judge(args.out, judge, dataset_identity(name, args.data_path or ""), acc)
+    print(f"judge trained in {time.perf_counter() - start:.0f}s; test accuracy: "
+          + ", ".join(f"{k} {100 * v:.2f}%" for k, v in acc.items()) + f"; saved to {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    import json
+
+    from .data import dataset_identity
+    from .metrics.judge import load_judge
+    from .metrics.protocol import (
+        judge_generated,
+        markdown_table,
+        model_generators,
+        reconstruction_error,
+    )
+
+    run, test = _load_for_figures(args)
+    d = run.cfg.data
+    judge, _ = load_judge(args.judge, dataset_identity(d.name, d.path, d.seed))
+    judge.to(run.device)
+    if args.max_clips:
+        test = test.subset(slice(0, args.max_clips))
+    start = time.perf_counter()
+    scores = judge_generated(judge.predict, *model_generators(run.model, run.guide), test,
+                             draws=args.draws, seed=args.seed, device=run.device)
+    scores["reconstruction"] = reconstruction_error(run.model, run.guide, test, device=run.device)
+    scores["test_elbo_per_clip"] = -run.evaluate(test)
+    out = _run_dir(args)
+    (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
+    table = markdown_table(scores) + (
+        f"\nReconstruction MSE {scores['reconstruction']['mse']:.5f}, PSNR "
+        f"{scores['reconstruction']['psnr']:.2f} dB; test ELBO {scores['test_elbo_per_clip']:.1f} "
+        f"nats/clip; {len(test)} test clips, {args.draws} draws, "
+        f"{time.perf_counter() - start:.0f}s.\n")
+    (out / "evaluation.md").write_text(table)
+    print(table)
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "swap": _cmd_swap,
-            "report": _cmd_report, "data": _cmd_data, "presets": _cmd_presets}
+            "report": _cmd_report, "judge": _cmd_judge, "evaluate": _cmd_evaluate,
+            "data": _cmd_data, "presets": _cmd_presets}
 
 if __name__ == "__main__":
     sys.exit(main())

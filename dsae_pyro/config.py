@@ -18,9 +18,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_DIR = Path(__file__).parent / "presets"
-GUIDES = ("factorized", "full")
-PRIORS = ("lstm",)
-LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli")
+GUIDES = ("factorized", "full", "causal")
+PRIORS = ("lstm", "improved")
+DECODERS = ("conv", "improved")
+LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
 ELBOS = ("trace", "meanfield")
 DATASETS = ("synthetic", "sprites", "npz")
 
@@ -38,10 +39,13 @@ class ModelConfig:
     conv_strides: list[int] = field(default_factory=lambda: [1, 2, 2, 2])
     conv_kernel: int = 5
     conv_features: list[int] = field(default_factory=lambda: [4096, 2048])
-    likelihood: str = "gaussian"
+    likelihood: str = "gaussian"  # gaussian | gaussian_learned | bernoulli | l2 (report 002)
     x_scale: float = 0.1  # pixel std of the fixed-scale Gaussian (initial value if learned)
-    guide: str = "factorized"
-    prior: str = "lstm"
+    guide: str = "factorized"  # factorized | full | causal
+    prior: str = "lstm"  # lstm (Li & Mandt) | improved (seed 003)
+    decoder: str = "conv"  # conv: mirror of the encoder | improved: seed 003's MLP + deconvs
+    decoder_hidden: int = 512  # improved decoder only
+    decoder_channels: int = 256  # improved decoder only
     frames: int = 8
     image_channels: int = 3
     image_size: int = 64
@@ -120,11 +124,12 @@ class Config:
 
     def validate(self) -> None:
         m, t, d = self.model, self.train, self.data
-        for name, value, allowed in (("model.guide", m.guide, GUIDES), ("model.prior", m.prior,
-                                     PRIORS), ("model.likelihood", m.likelihood, LIKELIHOODS),
-                                     ("train.elbo", t.elbo, ELBOS), ("data.name", d.name,
-                                     DATASETS), ("train.device", t.device, ("auto", "cpu",
-                                                                           "cuda"))):
+        choices = {"model.guide": (m.guide, GUIDES), "model.prior": (m.prior, PRIORS),
+                   "model.decoder": (m.decoder, DECODERS),
+                   "model.likelihood": (m.likelihood, LIKELIHOODS), "train.elbo": (t.elbo, ELBOS),
+                   "data.name": (d.name, DATASETS),
+                   "train.device": (t.device, ("auto", "cpu", "cuda"))}
+        for name, (value, allowed) in choices.items():
             if value not in allowed:
                 raise ConfigError(f"{name} = {value!r} is not one of {list(allowed)}")
         if len(m.conv_channels) != len(m.conv_strides):

@@ -2,6 +2,7 @@
 
     factorized  q(f | x_1:T) prod_t q(z_t | x_t)           (Li & Mandt)
     full        q(f | x_1:T) q(z_1:T | x_1:T, f)           bi-LSTM over [v_t, f], then an RNN
+    causal      q(f | x_1:T) prod_t q(z_t | x_t, z_<t)     (Das & Dandi) an LSTM cell over [v_t, z_t-1]
 
 All share a frame encoder v_t = enc(x_t) and q(f | x_1:T): a bi-LSTM over v_1:T whose last forward and
 first backward states feed two affine heads.
@@ -109,7 +110,21 @@ class FullGuide(Guide):
         return (*self.z_head(h_t), None)
 
 
-GUIDES = {g.name: g for g in (FactorizedGuide, FullGuide)}
+class CausalGuide(FactorizedGuide):
+    """q(z_t | x_t, z_<t): the factorized guide made recurrent over the sampled z (report 002)."""
+
+    name = "causal"
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__(cfg)
+        self.z_cell = nn.LSTMCell(cfg.hidden + cfg.z_dim, cfg.hidden)
+
+    def z_step(self, h_t, z_prev, state):
+        h, c = self.z_cell(torch.cat([h_t, z_prev], dim=-1), state)
+        return (*self.z_head(h), (h, c))
+
+
+GUIDES = {g.name: g for g in (FactorizedGuide, FullGuide, CausalGuide)}
 
 
 def make_guide(cfg: ModelConfig) -> Guide:

@@ -21,7 +21,7 @@ from torch import nn
 from ._naming import unique_name
 from .config import ModelConfig
 from .data import check_batch
-from .nets import FrameDecoder
+from .nets import make_decoder
 from .priors import make_prior
 
 
@@ -36,7 +36,7 @@ class DSAE(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.decoder = FrameDecoder(cfg)
+        self.decoder = make_decoder(cfg)
         self.prior = make_prior(cfg.prior, cfg.z_dim, cfg.hidden)
         if cfg.likelihood == "gaussian_learned":
             self.log_x_scale = nn.Parameter(torch.tensor(math.log(cfg.x_scale)))
@@ -48,8 +48,11 @@ class DSAE(nn.Module):
         if self.cfg.likelihood == "bernoulli":
             # pixels in [0, 1] are treated as Bernoulli probabilities (cross-entropy), as is usual
             return dist.Bernoulli(logits=out, validate_args=False).to_event(4)
-        scale = (self.log_x_scale.exp() if self.cfg.likelihood == "gaussian_learned"
-                 else torch.tensor(self.cfg.x_scale, device=out.device))
+        if self.cfg.likelihood == "gaussian_learned":
+            scale = self.log_x_scale.exp()
+        else:  # l2: the sum of squared errors of report 002 is a Gaussian of variance 1/2
+            s = math.sqrt(0.5) if self.cfg.likelihood == "l2" else self.cfg.x_scale
+            scale = torch.tensor(s, device=out.device)
         return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
 
     def decode(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

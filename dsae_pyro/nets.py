@@ -83,6 +83,33 @@ class FrameDecoder(nn.Module):
         return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
 
 
+class ImprovedDecoder(nn.Module):
+    """Seed 003's decoder: MLP [f+z, hidden, 4x4xC] with ReLU, then kernel-3 transposed convs
+    4 -> 8 -> 16 -> 32 -> 64 (C channels, ReLU) and a last one to 3 channels (no activation)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        c = cfg.decoder_channels
+        self.cfg = cfg
+        self.fc = nn.Sequential(nn.Linear(cfg.f_dim + cfg.z_dim, cfg.decoder_hidden), nn.ReLU(),
+                                nn.Linear(cfg.decoder_hidden, c * 16), nn.ReLU())
+        ups = []
+        for _ in range(4):
+            ups += [nn.ConvTranspose2d(c, c, 3, 2, 1, output_padding=1), nn.ReLU()]
+        self.deconv = nn.Sequential(*ups, nn.ConvTranspose2d(c, cfg.image_channels, 3, 1, 1))
+
+    def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        b, t = z.shape[:2]
+        fz = torch.cat([f.unsqueeze(1).expand(b, t, f.shape[-1]), z], dim=-1)
+        h = self.fc(fz.reshape(b * t, -1)).reshape(b * t, -1, 4, 4)
+        return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
+
+
+def make_decoder(cfg: ModelConfig) -> nn.Module:
+    """The decoder named by cfg.decoder: "conv" (mirror of the encoder) or "improved" (seed 003)."""
+    return {"conv": FrameDecoder, "improved": ImprovedDecoder}[cfg.decoder](cfg)
+
+
 class GaussianHead(nn.Module):
     """Two affine heads: mean and log-variance -> (loc, scale)."""
 

@@ -32,8 +32,35 @@ class LSTMPrior(nn.Module):
         return loc, scale, (h, c)
 
 
+class ImprovedPrior(LSTMPrior):
+    """Yingzhen Li's more stable prior (seed 003): the LSTM state is remixed with z before each step.
+
+        c_hat = tanh(MLP1[z_t, c_t])   phi = tanh(MLP2 z_t)   h_hat = tanh(MLP3[z_t, h_t])
+        h_{t+1}, c_{t+1} = LSTMCell(phi, (h_hat, c_hat))
+        mu, log sigma = MLP4(h_{t+1}) with layers [dimH, dimH (tanh), 2 dimZ (linear)]
+    """
+
+    def __init__(self, z_dim: int, hidden: int):
+        super().__init__(z_dim, hidden)
+        self.mlp_c = nn.Linear(z_dim + hidden, hidden)
+        self.mlp_phi = nn.Linear(z_dim, hidden)
+        self.mlp_h = nn.Linear(z_dim + hidden, hidden)
+        self.cell = nn.LSTMCell(hidden, hidden)
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 2 * z_dim))
+
+    def step(self, z_prev: torch.Tensor, state):
+        h, c = state
+        c_hat = torch.tanh(self.mlp_c(torch.cat([z_prev, c], -1)))
+        h_hat = torch.tanh(self.mlp_h(torch.cat([z_prev, h], -1)))
+        h, c = self.cell(torch.tanh(self.mlp_phi(z_prev)), (h_hat, c_hat))
+        loc, log_scale = self.head(h).chunk(2, dim=-1)
+        return loc, log_scale.exp(), (h, c)
+
+
+PRIORS = {"lstm": LSTMPrior, "improved": ImprovedPrior}
+
+
 def make_prior(name: str, z_dim: int, hidden: int) -> nn.Module:
-    priors = {"lstm": LSTMPrior}
-    if name not in priors:
-        raise ValueError(f"unknown prior {name!r}; choose one of {sorted(priors)}")
-    return priors[name](z_dim, hidden)
+    if name not in PRIORS:
+        raise ValueError(f"unknown prior {name!r}; choose one of {sorted(PRIORS)}")
+    return PRIORS[name](z_dim, hidden)

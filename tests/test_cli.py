@@ -82,3 +82,25 @@ def test_console_script_help_and_data_command(tmp_path):
     res = subprocess.run([sys.executable, "-m", "dsae_pyro.cli", "train", "--help"],
                          capture_output=True, text=True, check=True)
     assert "--preset" in res.stdout and "--resume" in res.stdout
+
+
+def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
+    import json
+
+    run = tmp_path / "run"
+    data = ["--data", "npz", "--data-path", str(tiny_npz)]
+    assert main(["train", *data, "--epochs", "1", "--out", str(run), "--no-report",
+                 "--guide", "causal", "--prior", "improved", "--decoder", "improved",
+                 "--set", "model.decoder_hidden=16", "--set", "model.decoder_channels=4",
+                 *TINY]) == 0
+    judge = tmp_path / "judge.pt"
+    assert main(["judge", "train", *data, "--epochs", "1", "--out", str(judge), "--quiet"]) == 0
+    assert "test accuracy: motion" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--judge", str(judge), "--draws", "2"]) == 0
+    scores = json.loads((run / "evaluation.json").read_text())
+    assert {"motion_acc", "IS", "body_acc", "reconstruction"} <= set(scores)
+    assert scores["motion_acc"]["std"] >= 0 and scores["reconstruction"]["psnr"] > 0
+    assert "C-DSVAE (published)" in (run / "evaluation.md").read_text()
+    other = tmp_path / "other.pt"
+    assert main(["judge", "train", "--data", "npz", "--data-path", str(tmp_path / "x.npz"),
+                 "--out", str(other), "--quiet"]) == 2  # missing file: a clear error

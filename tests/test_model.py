@@ -11,6 +11,7 @@ from torch.distributions import Bernoulli, Normal
 from dsae_pyro.data import to_tensor
 from dsae_pyro.guides import GUIDES, make_guide
 from dsae_pyro.model import DSAE, z_site
+from dsae_pyro.priors import ImprovedPrior
 
 B, T = 3, 8
 
@@ -60,11 +61,39 @@ def test_prior_is_fed_the_guides_samples():
                               m.nodes["z_2"]["fn"].base_dist.loc)
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian", "gaussian_learned", "bernoulli"])
+def hand_prior_step(prior, z_prev, state):
+    """One prior step written out from the equations, with the module's weights."""
+    h, c = state
+    lin = torch.nn.functional.linear
+    if isinstance(prior, ImprovedPrior):  # seed 003
+        c_hat = torch.tanh(lin(torch.cat([z_prev, c], -1), prior.mlp_c.weight, prior.mlp_c.bias))
+        phi = torch.tanh(lin(z_prev, prior.mlp_phi.weight, prior.mlp_phi.bias))
+        h_hat = torch.tanh(lin(torch.cat([z_prev, h], -1), prior.mlp_h.weight, prior.mlp_h.bias))
+        inp, h, c = phi, h_hat, c_hat
+    else:
+        inp = z_prev
+    cell = prior.cell  # LSTM gates i, f, g, o
+    gates = lin(inp, cell.weight_ih, cell.bias_ih) + lin(h, cell.weight_hh, cell.bias_hh)
+    i, f, g, o = gates.chunk(4, -1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    if isinstance(prior, ImprovedPrior):
+        mid = torch.tanh(lin(h, prior.head[0].weight, prior.head[0].bias))
+        loc, log_scale = lin(mid, prior.head[2].weight, prior.head[2].bias).chunk(2, -1)
+        return loc, log_scale.exp(), (h, c)
+    return (lin(h, prior.head.loc.weight, prior.head.loc.bias),
+            torch.exp(0.5 * lin(h, prior.head.logvar.weight, prior.head.logvar.bias)), (h, c))
+
+
+@pytest.mark.parametrize("likelihood,prior", [("gaussian", "lstm"), ("gaussian_learned", "lstm"),
+                                              ("bernoulli", "lstm"), ("l2", "lstm"),
+                                              ("gaussian", "improved")])
 @pytest.mark.parametrize("guide_name", sorted(GUIDES))
-def test_elbo_matches_hand_computation(likelihood, guide_name):
+def test_elbo_matches_hand_computation(likelihood, prior, guide_name):
     """Trace_ELBO with one particle = -(log p(x|f,z) + log p(f) + sum_t log p(z_t|z_<t) - log q)."""
-    _, model, guide = build(guide_name, likelihood=likelihood, x_scale=0.2)
+    _, model, guide = build(guide_name, likelihood=likelihood, x_scale=0.2, prior=prior,
+                            decoder="improved" if prior == "improved" else "conv",
+                            decoder_hidden=16, decoder_channels=4)
     x = torch.rand(B, T, 3, 64, 64)
     pyro.set_rng_seed(7)
     loss = Trace_ELBO().loss(model.model, guide, x)
@@ -75,21 +104,18 @@ def test_elbo_matches_hand_computation(likelihood, guide_name):
         zs = [g.nodes[z_site(t)]["value"] for t in range(1, T + 1)]
         # hand computation with torch.distributions only
         log_p = Normal(0.0, 1.0).log_prob(f).sum()
-        z_prev, state = torch.zeros(B, model.cfg.z_dim), None
-        h = torch.zeros(B, model.cfg.hidden)
+        z_prev, h = torch.zeros(B, model.cfg.z_dim), torch.zeros(B, model.cfg.hidden)
         state = (h, h)
         for z in zs:
-            hn, cn = model.prior.cell(z_prev, state)
-            state = (hn, cn)
-            loc = model.prior.head.loc(hn)
-            scale = torch.exp(0.5 * model.prior.head.logvar(hn))
+            loc, scale, state = hand_prior_step(model.prior, z_prev, state)
             log_p += Normal(loc, scale).log_prob(z).sum()
             z_prev = z
         out = model.decoder(f, torch.stack(zs, 1))
         if likelihood == "bernoulli":
             log_p += Bernoulli(logits=out, validate_args=False).log_prob(x).sum()
         else:
-            s = 0.2 if likelihood == "gaussian" else math.exp(model.log_x_scale.item())
+            s = {"gaussian": 0.2, "l2": 0.5**0.5}.get(likelihood) or math.exp(
+                model.log_x_scale.item())
             log_p += Normal(torch.sigmoid(out), s).log_prob(x).sum()
         log_q = sum(g.nodes[n]["fn"].base_dist.log_prob(g.nodes[n]["value"]).sum()
                     for n in ["f"] + [z_site(t) for t in range(1, T + 1)])
@@ -139,3 +165,34 @@ def test_two_models_in_one_session_do_not_share_parameters(tiny_data):
         svi = SVI(model.model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
         svi.step(x)
         assert not torch.equal(before, model.decoder.fc[0].weight)
+
+
+def test_l2_likelihood_is_the_sum_of_squared_errors():
+    _, model, _ = build(likelihood="l2")
+    out, x = torch.randn(2, T, 3, 64, 64), torch.rand(2, T, 3, 64, 64)
+    log_p = model.likelihood(out).log_prob(x)
+    sse = ((x - torch.sigmoid(out)) ** 2).flatten(1).sum(1)
+    const = -0.5 * math.log(math.pi) * x[0].numel()  # log N with variance 1/2, per pixel
+    assert torch.allclose(log_p, -sse + const, rtol=1e-5)
+
+
+@pytest.mark.parametrize("guide_name,depends", [("causal", True), ("factorized", False),
+                                                ("full", False)])
+def test_only_the_causal_guide_feeds_back_z(guide_name, depends):
+    """q(z_2 | .) moves with the value of z_1 only for q(z_t | x_t, z_<t)."""
+    _, _, guide = build(guide_name)
+    x = torch.rand(2, T, 3, 64, 64)
+    f = torch.zeros(2, 4)
+    locs = []
+    for value in (0.0, 3.0):
+        data = {"f": f, "z_1": torch.full((2, 3), value)}
+        tr = poutine.trace(poutine.condition(guide, data=data)).get_trace(x)
+        locs.append(tr.nodes["z_2"]["fn"].base_dist.loc)
+    assert (not torch.allclose(locs[0], locs[1])) == depends
+
+
+def test_improved_decoder_shapes():
+    _, model, guide = build(decoder="improved", decoder_hidden=16, decoder_channels=4)
+    assert type(model.decoder).__name__ == "ImprovedDecoder"
+    out = model.decoder(torch.zeros(2, 4), torch.zeros(2, T, 3))
+    assert out.shape == (2, T, 3, 64, 64)

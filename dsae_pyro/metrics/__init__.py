@@ -1,0 +1,1 @@
+"""Evaluation: the judge classifier and the Sprites disentanglement protocol."""

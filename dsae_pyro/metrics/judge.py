@@ -1,0 +1,115 @@
+"""The judge: a clip classifier (conv encoder + bi-LSTM) with heads for motion and the 4 attributes.
+
+Trained with labels on a dataset's train split; saved with that dataset's identity so that it is never
+used to score clips of another dataset.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .._io import atomic_write
+from ..config import ModelConfig
+from ..data import ATTRIBUTES, Split, to_tensor
+from ..nets import FrameEncoder
+
+HEADS = {"motion": 9, **{a: 6 for a in ATTRIBUTES}}
+
+
+class JudgeError(RuntimeError):
+    """A judge that does not fit the data it is asked to score."""
+
+
+class Judge(nn.Module):
+    """Logits of motion (9 classes) and body/bottom/top/hair (6 each) for clips (B, T, C, H, W)."""
+
+    def __init__(self, channels=(16, 32, 64, 64), features: int = 128, hidden: int = 64):
+        super().__init__()
+        self.arch = {"channels": list(channels), "features": features, "hidden": hidden}
+        cfg = ModelConfig(conv_channels=list(channels), conv_strides=[2] * len(channels),
+                          conv_kernel=4, conv_features=[features])
+        self.encoder = FrameEncoder(cfg)
+        self.lstm = nn.LSTM(features, hidden, batch_first=True, bidirectional=True)
+        self.heads = nn.ModuleDict({k: nn.Linear(2 * hidden, n) for k, n in HEADS.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.lstm(self.encoder(x))[0].mean(1)  # average over frames of both directions
+        return {k: head(h) for k, head in self.heads.items()}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 128) -> dict[str, torch.Tensor]:
+        """Softmax probabilities per head, in eval mode, for any number of clips."""
+        self.eval()
+        out = {k: [] for k in HEADS}
+        for i in range(0, len(x), batch_size):
+            for k, v in self(x[i:i + batch_size]).items():
+                out[k].append(v.softmax(-1).cpu())
+        return {k: torch.cat(v) for k, v in out.items()}
+
+
+def labels_of(split: Split) -> dict[str, np.ndarray]:
+    return {"motion": split.motion, **{a: split.attributes[:, i] for i, a in enumerate(ATTRIBUTES)}}
+
+
+def accuracies(judge: Judge, split: Split, device="cpu") -> dict[str, float]:
+    """Test accuracy of every head on a labelled split."""
+    probs = {k: [] for k in HEADS}
+    for i in range(0, len(split), 128):
+        for k, v in judge.predict(to_tensor(split.x[i:i + 128], device)).items():
+            probs[k].append(v.argmax(-1).numpy())
+    labels = labels_of(split)
+    return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in probs.items()}
+
+
+def train_judge(data: dict[str, Split], epochs: int = 3, lr: float = 2e-3, batch_size: int = 32,
+                seed: int = 0, progress: bool = True, device="cpu") -> tuple[Judge, dict]:
+    """Fit a judge on data['train'] (cross-entropy summed over heads); returns it and test accuracy."""
+    torch.manual_seed(seed)
+    judge = Judge().to(device)
+    opt = torch.optim.Adam(judge.parameters(), lr=lr)
+    train = data["train"]
+    labels = {k: torch.as_tensor(v) for k, v in labels_of(train).items()}
+    g = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        judge.train()
+        order = torch.randperm(len(train), generator=g)
+        bar = tqdm(range(0, len(train), batch_size), disable=not progress, leave=False,
+                   desc=f"judge epoch {epoch + 1}/{epochs}")
+        for i in bar:
+            idx = order[i:i + batch_size]
+            logits = judge(to_tensor(train.x[idx.numpy()], device))
+            loss = sum(nn.functional.cross_entropy(logits[k], labels[k][idx].to(device))
+                       for k in HEADS)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    return judge.eval(), accuracies(judge, data["test"], device)
+
+
+def save_judge(path, judge: Judge, data_id: str, test_accuracy: dict) -> Path:
+    state = {"format": 1, "arch": judge.arch, "state": judge.state_dict(), "data": data_id,
+             "test_accuracy": test_accuracy}
+    return atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+def load_judge(path, data_id: str | None = None) -> tuple[Judge, dict]:
+    """Load a judge; with data_id, refuse one trained on other data."""
+    path = Path(path)
+    if not path.is_file():
+        raise JudgeError(f"no judge at {path}; train one with `dsae judge train --data ... --out "
+                         f"{path}`")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if data_id is not None and state["data"] != data_id:
+        raise JudgeError(f"the judge {path} was trained on {state['data']}, not {data_id}; "
+                         "train a judge on this dataset with `dsae judge train`")
+    judge = Judge(**state["arch"])
+    judge.load_state_dict(state["state"])
+    return judge.eval(), state
+
+

@@ -1,0 +1,83 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_split
+
+from dsae_pyro.data import ATTRIBUTES
+from dsae_pyro.metrics.judge import HEADS, JudgeError, load_judge, save_judge, train_judge
+from dsae_pyro.metrics.protocol import PUBLISHED, inception_stats, judge_generated, markdown_table
+
+
+def test_inception_stats_by_hand():
+    certain = torch.eye(3)
+    s = inception_stats(certain)
+    assert s["H(y|x)"] == pytest.approx(0, abs=1e-9)
+    assert s["H(y)"] == pytest.approx(math.log(3))
+    assert s["IS"] == pytest.approx(3)
+    assert inception_stats(torch.full((4, 9), 1 / 9))["IS"] == pytest.approx(1)
+    p = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]])
+    # by hand: H(y|x) = (ln 2 + (0.25 ln 4 + 0.75 ln(4/3))) / 2; p(y) = (0.25, 0.375, 0.375)
+    h_cond = (math.log(2) + 0.25 * math.log(4) + 0.75 * math.log(4 / 3)) / 2
+    h_y = -(0.25 * math.log(0.25) + 2 * 0.375 * math.log(0.375))
+    s = inception_stats(p)
+    assert s["H(y|x)"] == pytest.approx(h_cond, rel=1e-6)
+    assert s["H(y)"] == pytest.approx(h_y, rel=1e-6)
+    assert s["IS"] == pytest.approx(math.exp(h_y - h_cond), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return tiny_split([0, 259, 518, 777, 1036, 1295])  # 6 characters x 9 motions
+
+
+def oracle(split):
+    """A perfect judge for this split: looks each clip up by its pixels."""
+    table = {split.x[i].tobytes(): i for i in range(len(split))}
+
+    def predict(clips):
+        pix = (clips.permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
+        idx = [table[c.tobytes()] for c in pix]
+        out = {"motion": torch.eye(9)[split.motion[idx]]}
+        out.update({a: torch.eye(6)[split.attributes[idx, j]] for j, a in enumerate(ATTRIBUTES)})
+        return out
+
+    return predict
+
+
+def test_protocol_copy_model_scores_perfectly(split):
+    scores = judge_generated(oracle(split), lambda x: x, lambda x: x, split, draws=2)
+    for k in ("motion_acc", "action_acc", "direction_acc", *[f"{a}_acc" for a in ATTRIBUTES]):
+        assert scores[k]["mean"] == 1.0 and scores[k]["std"] == 0.0
+    assert scores["IS"]["mean"] == pytest.approx(9)  # balanced: H(y) = ln 9, H(y|x) = 0
+    assert scores["H(y)"]["mean"] == pytest.approx(math.log(9))
+
+
+def test_protocol_random_model_scores_near_chance(split):
+    from dsae_pyro.data import to_tensor
+
+    rng = np.random.RandomState(0)
+
+    def random_clips(x):
+        return to_tensor(split.x[rng.randint(len(split), size=len(x))])
+
+    scores = judge_generated(oracle(split), random_clips, random_clips, split, draws=3)
+    assert scores["motion_acc"]["mean"] < 0.3  # chance 1/9
+    assert scores["direction_acc"]["mean"] < 0.6  # chance 1/3
+    assert all(scores[f"{a}_acc"]["mean"] < 0.5 for a in ATTRIBUTES)
+    table = markdown_table(scores)
+    assert "this run" in table and all(name in table for name in PUBLISHED)
+
+
+def test_judge_trains_saves_and_guards_its_dataset(tmp_path, split):
+    data = {"train": split, "test": split}
+    judge, acc = train_judge(data, epochs=1, batch_size=18, progress=False)
+    assert set(acc) == set(HEADS) and all(0 <= v <= 1 for v in acc.values())
+    path = save_judge(tmp_path / "judge.pt", judge, "synthetic(seed=423)", acc)
+    loaded, state = load_judge(path, "synthetic(seed=423)")
+    assert state["test_accuracy"] == acc
+    x = torch.rand(2, 8, 3, 64, 64)
+    assert torch.allclose(loaded.predict(x)["motion"], judge.predict(x)["motion"])
+    with pytest.raises(JudgeError, match="trained on synthetic\\(seed=423\\), not sprites"):
+        load_judge(path, "sprites(lpc)")
