@@ -47,7 +47,7 @@ def oracle(split):
 
 
 def test_protocol_copy_model_scores_perfectly(split):
-    scores = judge_generated(oracle(split), lambda x: x, lambda x: x, split, draws=2)
+    scores = judge_generated(oracle(split), lambda x: (x, x), split, draws=2)
     for k in ("motion_acc", "action_acc", "direction_acc", *[f"{a}_acc" for a in ATTRIBUTES]):
         assert scores[k]["mean"] == 1.0 and scores[k]["std"] == 0.0
     assert scores["IS"]["mean"] == pytest.approx(9)  # balanced: H(y) = ln 9, H(y|x) = 0
@@ -62,7 +62,8 @@ def test_protocol_random_model_scores_near_chance(split):
     def random_clips(x):
         return to_tensor(split.x[rng.randint(len(split), size=len(x))])
 
-    scores = judge_generated(oracle(split), random_clips, random_clips, split, draws=3)
+    scores = judge_generated(oracle(split), lambda x: (random_clips(x), random_clips(x)), split,
+                             draws=3)
     assert scores["motion_acc"]["mean"] < 0.3  # chance 1/9
     assert scores["direction_acc"]["mean"] < 0.6  # chance 1/3
     assert all(scores[f"{a}_acc"]["mean"] < 0.5 for a in ATTRIBUTES)

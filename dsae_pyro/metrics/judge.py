@@ -66,7 +66,7 @@ def accuracies(judge: Judge, split: Split, device="cpu") -> dict[str, float]:
     return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in probs.items()}
 
 
-def train_judge(data: dict[str, Split], epochs: int = 3, lr: float = 2e-3, batch_size: int = 32,
+def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch_size: int = 32,
                 seed: int = 0, progress: bool = True, device="cpu") -> tuple[Judge, dict]:
     """Fit a judge on data['train'] (cross-entropy summed over heads); returns it and test accuracy."""
     torch.manual_seed(seed)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import pyro
 import torch
+from tqdm import tqdm
 
 from ..data import ATTRIBUTES, Split, to_tensor
 from ..inspect import decode, encode
@@ -36,18 +37,23 @@ def inception_stats(probs: torch.Tensor) -> dict[str, float]:
     return {"IS": math.exp(kl), "H(y|x)": h_y_given_x, "H(y)": h_y}
 
 
-def judge_generated(predict: Callable, fix_z: Callable, fix_f: Callable, split: Split,
-                    draws: int = 3, seed: int = 0, batch_size: int = 64, device="cpu") -> dict:
-    """Score generated clips: fix_z(x) keeps motion, fix_f(x) keeps appearance; `predict(clips)`
-    returns the judge's softmax per head. Returns mean and std over draws of every score."""
+def judge_generated(predict: Callable, generate: Callable, split: Split, draws: int = 3,
+                    seed: int = 0, batch_size: int = 64, device="cpu", progress: bool = False
+                    ) -> dict:
+    """Score generated clips. `generate(x)` returns (clips that keep x's motion, clips that keep
+    x's appearance); `predict(clips)` returns the judge's softmax per head. Returns the mean and
+    std over draws of every score."""
     per_draw = []
+    bar = tqdm(total=draws * len(split), disable=not progress, unit="clip", desc="evaluating")
     for draw in range(draws):
         pyro.set_rng_seed(seed + draw)
         motion_probs, attr_pred = [], {a: [] for a in ATTRIBUTES}
         for i in range(0, len(split), batch_size):
             x = to_tensor(split.x[i:i + batch_size], device)
-            motion_probs.append(predict(fix_z(x))["motion"])
-            out = predict(fix_f(x))
+            keep_motion, keep_appearance = generate(x)
+            motion_probs.append(predict(keep_motion)["motion"])
+            out = predict(keep_appearance)
+            bar.update(len(x))
             for a in ATTRIBUTES:
                 attr_pred[a].append(out[a].argmax(-1).numpy())
         probs = torch.cat(motion_probs)
@@ -59,6 +65,7 @@ def judge_generated(predict: Callable, fix_z: Callable, fix_f: Callable, split: 
         for j, a in enumerate(ATTRIBUTES):
             scores[f"{a}_acc"] = float((np.concatenate(attr_pred[a]) == split.attributes[:, j]).mean())
         per_draw.append(scores)
+    bar.close()
     return {k: {"mean": float(np.mean([d[k] for d in per_draw])),
                 "std": float(np.std([d[k] for d in per_draw]))} for k in per_draw[0]}
 
@@ -76,16 +83,16 @@ def reconstruction_error(model, guide, split: Split, batch_size: int = 64, devic
     return {"mse": mse, "psnr": 10 * math.log10(1 / mse)}
 
 
-def model_generators(model, guide):
-    """(fix_z, fix_f) for a trained DSAE: keep posterior-mean z (f ~ p) or f (z ~ p(z))."""
+def dsae_generator(model, guide) -> Callable:
+    """generate(x) for a trained DSAE: keep the posterior-mean z_1:T and sample f ~ p(f); keep
+    the posterior-mean f and sample z_1:T from the learned prior."""
 
-    def fix_z(x):
-        return decode(model, {k: v for k, v in encode(guide, x).as_data().items() if k != "f"})
+    def generate(x):
+        sites = encode(guide, x).as_data()
+        keep_z = decode(model, {k: v for k, v in sites.items() if k != "f"})
+        return keep_z, decode(model, {"f": sites["f"]})
 
-    def fix_f(x):
-        return decode(model, {"f": encode(guide, x).f})
-
-    return fix_z, fix_f
+    return generate
 
 
 def markdown_table(scores: dict) -> str:
