@@ -24,7 +24,8 @@ from .nets import FrameEncoder, GaussianHead
 
 
 class Guide(nn.Module):
-    """Base guide: subclasses say how z_t's posterior is computed (`z_features`, `z_step`)."""
+    """Base guide: subclasses say which per-frame features z_t's posterior is read from
+    (`z_features`) and, if z_t also depends on z_<t, how (`z_step`)."""
 
     name = "base"
 
@@ -35,6 +36,7 @@ class Guide(nn.Module):
         self.f_lstm = nn.LSTM(self.encoder.out_dim, cfg.hidden, batch_first=True,
                               bidirectional=True)
         self.f_head = GaussianHead(2 * cfg.hidden, cfg.f_dim)
+        self.z_head = GaussianHead(cfg.hidden, cfg.z_dim)  # reads z_t's posterior off features
         self.pyro_name = unique_name(f"{self.name}_guide")
 
     def q_f(self, v: torch.Tensor):
@@ -49,7 +51,7 @@ class Guide(nn.Module):
 
     def z_step(self, h_t: torch.Tensor, z_prev: torch.Tensor, state):
         """(loc, scale, state) of q(z_t | ...) from frame features h_t (and z_{t-1})."""
-        raise NotImplementedError
+        return (*self.z_head(h_t), None)
 
     def forward(self, x: torch.Tensor, kl_weight: float = 1.0, batch_size: int | None = None):
         """The Pyro guide: same arguments and site names as `DSAE.model`."""
@@ -81,13 +83,9 @@ class FactorizedGuide(Guide):
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
         self.z_mlp = nn.Sequential(nn.Linear(self.encoder.out_dim, cfg.hidden), nn.LeakyReLU(0.2))
-        self.z_head = GaussianHead(cfg.hidden, cfg.z_dim)
 
     def z_features(self, v, f):
         return self.z_mlp(v)
-
-    def z_step(self, h_t, z_prev, state):
-        return (*self.z_head(h_t), None)
 
 
 class FullGuide(Guide):
@@ -100,14 +98,10 @@ class FullGuide(Guide):
         self.z_lstm = nn.LSTM(self.encoder.out_dim + cfg.f_dim, cfg.hidden, batch_first=True,
                               bidirectional=True)
         self.z_rnn = nn.RNN(2 * cfg.hidden, cfg.hidden, batch_first=True)
-        self.z_head = GaussianHead(cfg.hidden, cfg.z_dim)
 
     def z_features(self, v, f):
         fv = torch.cat([v, f.unsqueeze(1).expand(-1, v.shape[1], -1)], dim=-1)
         return self.z_rnn(self.z_lstm(fv)[0])[0]
-
-    def z_step(self, h_t, z_prev, state):
-        return (*self.z_head(h_t), None)
 
 
 class CausalGuide(FactorizedGuide):
