@@ -119,11 +119,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_train(args) -> int:
+    from .config import Config
     from .data import load_dataset
     from .report import write_report
-    from .train import fit
+    from .train import fit, load_checkpoint
 
-    cfg = load_preset(args.preset)
     overrides = list(args.overrides)
     for name in ("guide", "prior", "decoder", "likelihood"):
         if getattr(args, name):
@@ -132,19 +132,17 @@ def _cmd_train(args) -> int:
         overrides.append(f"data.name={args.data}")
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.resume:  # a resumed run keeps its own settings unless told otherwise
+        if not args.out or not (Path(args.out) / "checkpoint.pt").exists():
+            raise ConfigError(f"--resume: no checkpoint in {args.out or 'the --out folder'}; "
+                              "pass the --out folder of the run")
+        cfg = Config.from_dict(load_checkpoint(args.out)["config"])
+    else:
+        cfg = load_preset(args.preset)
     cfg.override(overrides)
-    if args.data_path:
-        cfg.data.path = args.data_path
+    cfg.data.path = args.data_path or cfg.data.path
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-"
                            f"{cfg.model.guide}-{cfg.data.name}")
-    if args.resume and not (out / "checkpoint.pt").exists():
-        raise ConfigError(f"--resume: no checkpoint in {out}; pass the --out folder of the run")
-    if args.resume:  # a resumed run keeps its own settings unless told otherwise
-        from .config import Config
-        from .train import load_checkpoint
-
-        cfg = Config.from_dict(load_checkpoint(out)["config"]).override(overrides)
-        cfg.data.path = args.data_path or cfg.data.path
     progress = not args.quiet
     start = time.perf_counter()
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=progress)
