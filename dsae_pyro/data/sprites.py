@@ -26,6 +26,7 @@ from .labels import (
     SIZE,
     Split,
     character_index,
+    motion_label,
     split_characters,
 )
 
@@ -116,7 +117,7 @@ def _cells(sheet: np.ndarray) -> np.ndarray:
         for d, direction in enumerate(DIRECTIONS):
             row = ACTION_ROW[action] + DIRECTION_OFFSET[direction]
             for t, col in enumerate(FRAME_COLUMNS[action]):
-                out[3 * a + d, t] = sheet[row * SIZE:(row + 1) * SIZE,
+                out[motion_label(a, d), t] = sheet[row * SIZE:(row + 1) * SIZE,
                                           col * SIZE:(col + 1) * SIZE, :3]
     return out
 
@@ -201,7 +202,7 @@ def load_npy_layout(folder: str | os.PathLike) -> dict[str, Split]:
                 onehot = onehot[:, 0] if onehot.ndim == 4 else onehot
                 xs.append(frames)
                 attrs.append(onehot.argmax(-1).astype(np.int64))
-                motions.append(np.full(len(frames), 3 * a + d))
+                motions.append(np.full(len(frames), motion_label(a, d)))
         attributes = np.concatenate(attrs)
         out[split] = Split(x=np.concatenate(xs), attributes=attributes,
                            motion=np.concatenate(motions), character=character_index(attributes))

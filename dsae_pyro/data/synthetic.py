@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import N_FRAMES, SIZE, Split, character_index, motion_label, split_characters
+from .labels import N_FRAMES, SIZE, Split, character_index, split_characters
 
 # --- geometry helpers -------------------------------------------------------------------------
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
@@ -296,5 +296,3 @@ def make_synthetic(seed: int = 423, max_offset: int = 2) -> dict[str, Split]:
         out[name] = Split(x=x, attributes=attrs, motion=motion, character=char)
     return out
 
-
-__all__ = ["make_synthetic", "render", "motion_label"]
