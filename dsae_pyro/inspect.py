@@ -49,9 +49,13 @@ class Posterior:
     z_loc: torch.Tensor
     z_scale: torch.Tensor
 
+    def z_data(self) -> dict[str, torch.Tensor]:
+        """The z_t site values alone: condition on them and f comes from the prior."""
+        return {z_site(t + 1): self.z[:, t] for t in range(self.z.shape[1])}
+
     def as_data(self) -> dict[str, torch.Tensor]:
         """Site values as a dict for poutine.condition / poutine.do."""
-        return {"f": self.f, **{z_site(t + 1): self.z[:, t] for t in range(self.z.shape[1])}}
+        return {"f": self.f, **self.z_data()}
 
 
 @torch.no_grad()
@@ -84,7 +88,7 @@ def decode(model, values: dict[str, torch.Tensor], batch_size: int | None = None
 def swap(model, guide, x_appearance: torch.Tensor, x_motion: torch.Tensor) -> torch.Tensor:
     """Frames with f (posterior mean) of x_appearance and z_1:T of x_motion."""
     a, m = encode(guide, x_appearance), encode(guide, x_motion)
-    return decode(model, {"f": a.f, **{k: v for k, v in m.as_data().items() if k != "f"}})
+    return decode(model, {"f": a.f, **m.z_data()})
 
 
 def intervene(model, values: dict[str, torch.Tensor], batch_size: int | None = None):

@@ -10,7 +10,7 @@ import pyro
 import torch
 
 from .data import ACTIONS, DIRECTIONS, Split, to_tensor
-from .inspect import decode, encode
+from .inspect import decode, encode, swap
 from .train import Run
 from .viz import plot_history, save_clip_grid
 
@@ -37,9 +37,7 @@ def swap_grid(run: Run, split: Split, path, n_pairs: int = 4, seed: int = 0) -> 
     """For each pair: clip A, clip B, decode(f_A, z_B) and decode(f_B, z_A)."""
     a, b = pick_pairs(split, n_pairs, seed)
     xa, xb = to_tensor(split.x[a], run.device), to_tensor(split.x[b], run.device)
-    pa, pb = encode(run.guide, xa), encode(run.guide, xb)
-    ab = decode(run.model, {**pb.as_data(), "f": pa.f})
-    ba = decode(run.model, {**pa.as_data(), "f": pb.f})
+    ab, ba = swap(run.model, run.guide, xa, xb), swap(run.model, run.guide, xb, xa)
     rows, labels = [], []
     for i in range(n_pairs):
         ma, mb = motion_name(split.motion[a[i]]), motion_name(split.motion[b[i]])
@@ -56,7 +54,7 @@ def generation_grids(run: Run, split: Split, fix_f_path, fix_z_path, n_clips: in
     idx, _ = pick_pairs(split, n_clips, seed + 1)
     x = to_tensor(split.x[idx], run.device)
     post = encode(run.guide, x)
-    zs = {k: v for k, v in post.as_data().items() if k != "f"}
+    zs = post.z_data()
     pyro.set_rng_seed(seed)
     rows_f, labels_f, rows_z, labels_z = [], [], [], []
     for i in range(n_clips):

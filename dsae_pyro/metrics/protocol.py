@@ -88,9 +88,8 @@ def dsae_generator(model, guide) -> Callable:
     the posterior-mean f and sample z_1:T from the learned prior."""
 
     def generate(x):
-        sites = encode(guide, x).as_data()
-        keep_z = decode(model, {k: v for k, v in sites.items() if k != "f"})
-        return keep_z, decode(model, {"f": sites["f"]})
+        post = encode(guide, x)
+        return decode(model, post.z_data()), decode(model, {"f": post.f})
 
     return generate
 
