@@ -94,13 +94,19 @@ def main(argv: list[str] | None = None) -> int:
 
     e = sub.add_parser("evaluate", help="the Sprites protocol on a trained checkpoint",
                        description="Judge generated clips: fix z and sample f (motion kept?), fix f "
-                       "and sample z (attributes kept?); also reconstruction error and test ELBO. "
-                       "Writes evaluation.json and evaluation.md into the run folder.")
+                       "and sample z (attributes kept?); also reconstruction error, test ELBO and "
+                       "an importance-weighted bound, and report 002's cosine table. Writes "
+                       "evaluation.json/.md/.png and cosine.png into the run folder and adds them "
+                       "to report.html.")
     e.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
     e.add_argument("--judge", required=True, help="a judge trained on the same dataset")
     e.add_argument("--draws", type=int, default=3, help="random draws to average over")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--max-clips", type=int, default=0, help="score only the first N test clips")
+    e.add_argument("--iw-samples", type=int, default=16,
+                   help="K of the importance-weighted bound (default 16)")
+    e.add_argument("--iw-clips", type=int, default=256,
+                   help="clips the bounds are estimated on (default 256; 0: all scored clips)")
     _add_data_args(e)
 
     r = sub.add_parser("presets", help="list presets, or print one to copy and edit")
@@ -150,7 +156,7 @@ def _cmd_train(args) -> int:
           f"({time.perf_counter() - start:.0f}s); run folder: {out}")
     run = fit(cfg, data, out, resume=args.resume, progress=progress)
     if not args.no_report:
-        path = write_report(run, data["test"], out, title=f"DSAE {out.name}")
+        path = write_report(run, data["test"], out)
         print(f"report: {path}")
     print(f"done in {time.perf_counter() - start:.0f}s")
     return 0
@@ -259,11 +265,16 @@ def _cmd_evaluate(args) -> int:
     from .data import dataset_identity
     from .metrics.judge import load_judge
     from .metrics.protocol import (
+        PUBLISHED,
         dsae_generator,
         judge_generated,
+        likelihood_bounds,
         markdown_table,
-        reconstruction_error,
+        posterior_pass,
     )
+    from .metrics.similarity import cosine_markdown, cosine_table
+    from .report import write_html
+    from .viz import cosine_figure, scores_figure
 
     run, test = _load_for_figures(args)
     d = run.cfg.data
@@ -274,17 +285,26 @@ def _cmd_evaluate(args) -> int:
     start = time.perf_counter()
     scores = judge_generated(judge.predict, dsae_generator(run.model, run.guide), test,
                              draws=args.draws, seed=args.seed, device=run.device, progress=True)
-    scores["reconstruction"] = reconstruction_error(run.model, run.guide, test, device=run.device)
-    scores["test_elbo_per_clip"] = -run.evaluate(test)
+    scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device)
+    bound_clips = test.subset(slice(0, args.iw_clips)) if args.iw_clips else test
+    scores["bounds"] = likelihood_bounds(run.model, run.guide, bound_clips, args.iw_samples,
+                                         device=run.device, seed=args.seed)
+    scores["cosine"] = cosine_table(f, z, test.character, test.motion)
     out = _run_dir(args)
     (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
+    b = scores["bounds"]
     table = markdown_table(scores) + (
         f"\nReconstruction MSE {scores['reconstruction']['mse']:.5f}, PSNR "
-        f"{scores['reconstruction']['psnr']:.2f} dB; test ELBO {scores['test_elbo_per_clip']:.1f} "
-        f"nats/clip; {len(test)} test clips, {args.draws} draws, "
-        f"{time.perf_counter() - start:.0f}s.\n")
+        f"{scores['reconstruction']['psnr']:.2f} dB. On {b['clips']} test clips, {b['num_samples']} "
+        f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
+        "\nCosine similarity of posterior means between test clips (report 002):\n\n"
+        + cosine_markdown(scores["cosine"]) +
+        f"\n{len(test)} test clips, {args.draws} draws, {time.perf_counter() - start:.0f}s.\n")
     (out / "evaluation.md").write_text(table)
+    scores_figure(scores, PUBLISHED["DSVAE (Li & Mandt)"][0]).savefig(out / "evaluation.png")
+    cosine_figure(f, z, test.character, test.motion).savefig(out / "cosine.png")
     print(table)
+    print(f"report: {write_html(run, out)}")
     return 0
 
 

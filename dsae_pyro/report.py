@@ -85,19 +85,35 @@ def reconstruction_grid(run: Run, split: Split, path, n_clips: int = 4, seed: in
                           "means)", groups=2)
 
 
-def write_report(run: Run, test: Split, run_dir, title: str = "dsae_pyro run") -> Path:
+FIGURES = {  # report section -> file in the run folder
+    "Loss": "loss.png",
+    "Reconstructions": "reconstructions.png",
+    "Style transfer (swap f and z between test clips)": "swap.png",
+    "Generation: fix f, sample z": "generate_fix_f.png",
+    "Generation: fix z, sample f": "generate_fix_z.png",
+}
+EVALUATION_FIGURES = {  # written by `dsae evaluate`
+    "Judge accuracies over draws": "evaluation.png",
+    "Cosine similarity of f and z_1:T between test clips (report 002)": "cosine.png",
+}
+
+
+def write_report(run: Run, test: Split, run_dir, title: str | None = None) -> Path:
     """Write every figure and report.html into run_dir; returns the HTML path."""
     run_dir = Path(run_dir)
-    figs = {
-        "Loss": plot_history(run_dir / "loss.png", run.history),
-        "Reconstructions": reconstruction_grid(run, test, run_dir / "reconstructions.png"),
-        "Style transfer (swap f and z between test clips)": swap_grid(
-            run, test, run_dir / "swap.png"),
-    }
-    fix_f, fix_z = generation_grids(run, test, run_dir / "generate_fix_f.png",
-                                    run_dir / "generate_fix_z.png")
-    figs["Generation: fix f, sample z"] = fix_f
-    figs["Generation: fix z, sample f"] = fix_z
+    plot_history(run_dir / FIGURES["Loss"], run.history)
+    reconstruction_grid(run, test, run_dir / FIGURES["Reconstructions"])
+    swap_grid(run, test, run_dir / FIGURES["Style transfer (swap f and z between test clips)"])
+    generation_grids(run, test, run_dir / FIGURES["Generation: fix f, sample z"],
+                     run_dir / FIGURES["Generation: fix z, sample f"])
+    return write_html(run, run_dir, title)
+
+
+def write_html(run: Run, run_dir, title: str | None = None) -> Path:
+    """report.html from the figures in run_dir, with the evaluation section when
+    `dsae evaluate` has written one."""
+    run_dir = Path(run_dir)
+    title = title or f"DSAE {run_dir.name}"
     last = run.history[-1]
     rows = "".join(f"<tr><td>{h['epoch']}</td><td>{h['train_loss']:.1f}</td>"
                    f"<td>{h['test_loss']:.1f}</td><td>{h['seconds']:.0f}</td>"
@@ -108,8 +124,15 @@ def write_report(run: Run, test: Split, run_dir, title: str = "dsae_pyro run") -
             f"on {run.device}. Final test -ELBO {last['test_loss']:.1f} nats per clip.</p>",
             "<table border=1 cellpadding=3><tr><th>epoch</th><th>train -ELBO</th>"
             f"<th>test -ELBO</th><th>seconds</th><th>clips/s</th></tr>{rows}</table>"]
-    for name, path in figs.items():
-        body.append(f"<h2>{html.escape(name)}</h2><img src='{path.name}'>")
+    for name, file in FIGURES.items():
+        if (run_dir / file).exists():
+            body.append(f"<h2>{html.escape(name)}</h2><img src='{file}'>")
+    if (run_dir / "evaluation.md").exists():
+        body.append("<h2>Evaluation (<code>dsae evaluate</code>)</h2><pre>"
+                    + html.escape((run_dir / "evaluation.md").read_text()) + "</pre>")
+        for name, file in EVALUATION_FIGURES.items():
+            if (run_dir / file).exists():
+                body.append(f"<h3>{html.escape(name)}</h3><img src='{file}'>")
     body.append(f"<h2>Configuration</h2><pre>{html.escape(run.cfg.to_toml())}</pre>")
     out = run_dir / "report.html"
     out.write_text("<!doctype html><html><head><meta charset='utf-8'><title>"

@@ -1,4 +1,4 @@
-"""Figures: clip grids with row labels, and loss curves.
+"""Figures: clip grids with row labels, loss curves, and the evaluation protocol's scores.
 
 Built with matplotlib's object API (no pyplot state, any backend): the CLI saves them, and in a
 notebook a returned Figure displays itself.
@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+
+from .metrics.similarity import cosine_matrix, relation_masks
 
 
 def clip_rows(videos: torch.Tensor, gap: int = 2) -> np.ndarray:
@@ -66,3 +68,50 @@ def history_figure(history: list[dict]) -> Figure:
 def plot_history(path: str | Path, history: list[dict]) -> Path:
     history_figure(history).savefig(path)
     return Path(path)
+
+
+def scores_figure(scores: dict, published_motion: float | None = None) -> Figure:
+    """Judge accuracies of `dsae evaluate` (mean ± std over draws) against chance."""
+    keys = [k for k in scores if k.endswith("_acc")]
+    chance = {"motion_acc": 1 / 9, "action_acc": 1 / 3, "direction_acc": 1 / 3}
+    fig = Figure(figsize=(7, 3.4), dpi=100)
+    ax = fig.subplots()
+    x = np.arange(len(keys))
+    ax.bar(x, [100 * scores[k]["mean"] for k in keys], yerr=[100 * scores[k]["std"] for k in keys],
+           color=["tab:blue"] * 3 + ["tab:orange"] * (len(keys) - 3), capsize=3)
+    ax.scatter(x, [100 * chance.get(k, 1 / 6) for k in keys], marker="_", s=300, color="k",
+               label="chance", zorder=3)
+    if published_motion is not None:
+        ax.scatter([0], [published_motion], marker="*", s=120, color="tab:red", zorder=3,
+                   label="DSVAE published")
+    ax.set_xticks(x, [k.removesuffix("_acc") for k in keys])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("judge accuracy (%)")
+    ax.set_title("Fix z, sample f: motion kept? (blue)   fix f, sample z: appearance kept? (orange)",
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def cosine_figure(f: torch.Tensor, z: torch.Tensor, character: np.ndarray, motion: np.ndarray,
+                  bins: int = 40) -> Figure:
+    """Histograms of cos(f) and cos(z) per relation: disentangled means the f panel separates
+    'same appearance' from the rest and the z panel 'same motion' from the rest."""
+    cf, cz = cosine_matrix(f), cosine_matrix(z)
+    fig = Figure(figsize=(10, 3.4), dpi=100)
+    axes = fig.subplots(1, 2, sharey=False)
+    masks = relation_masks(np.asarray(character), np.asarray(motion))
+    for ax, c, name in zip(axes, (cf, cz), ("f", "z_1:T"), strict=True):
+        for rel, mask in masks.items():
+            if mask.any():
+                ax.hist(c[mask], bins=bins, range=(-1, 1), density=True, histtype="step",
+                        lw=1.5, label=rel)
+        ax.set_title(f"cosine similarity of {name} between test clips", fontsize=10)
+        ax.set_xlabel("cosine")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("density")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

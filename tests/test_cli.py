@@ -96,10 +96,15 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     judge = tmp_path / "judge.pt"
     assert main(["judge", "train", *data, "--epochs", "1", "--out", str(judge), "--quiet"]) == 0
     assert "test accuracy: motion" in capsys.readouterr().out
-    assert main(["evaluate", str(run), "--judge", str(judge), "--draws", "2"]) == 0
+    assert main(["evaluate", str(run), "--judge", str(judge), "--draws", "2", "--iw-samples", "4",
+                 "--iw-clips", "5"]) == 0
     scores = json.loads((run / "evaluation.json").read_text())
-    assert {"motion_acc", "IS", "body_acc", "reconstruction"} <= set(scores)
+    assert {"motion_acc", "IS", "body_acc", "reconstruction", "bounds", "cosine"} <= set(scores)
     assert scores["motion_acc"]["std"] >= 0 and scores["reconstruction"]["psnr"] > 0
+    assert scores["bounds"]["clips"] == 5 and scores["bounds"]["iwae"] > scores["bounds"]["elbo"]
+    assert scores["cosine"]["same appearance, other motion"]["pairs"] == 2 * 36  # 2 characters
+    html = (run / "report.html").read_text()
+    assert "evaluation.png" in html and "cosine.png" in html and (run / "cosine.png").exists()
     assert "C-DSVAE (published)" in (run / "evaluation.md").read_text()
     other = tmp_path / "other.pt"
     assert main(["judge", "train", "--data", "npz", "--data-path", str(tmp_path / "x.npz"),

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..data import ATTRIBUTES, Split, to_tensor
 from ..inspect import decode, encode
+from .bounds import importance_bound
 
 PUBLISHED = {  # Sprites, (motion accuracy %, IS, H(y|x), H(y)); DSVAE as reported by S3VAE
     "DSVAE (Li & Mandt)": (90.73, 8.384, 0.072, 2.192),
@@ -71,16 +72,36 @@ def judge_generated(predict: Callable, generate: Callable, split: Split, draws: 
 
 
 @torch.no_grad()
-def reconstruction_error(model, guide, split: Split, batch_size: int = 64, device="cpu") -> dict:
-    """Per-pixel MSE and PSNR (dB, peak 1) of posterior-mean reconstructions."""
-    se, n = 0.0, 0
+def posterior_pass(model, guide, split: Split, batch_size: int = 64, device="cpu"
+                   ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """One pass over the clips: per-pixel MSE and PSNR (dB, peak 1) of posterior-mean
+    reconstructions, and the posterior means of f (N, F) and z_1:T (N, T, Z)."""
+    se, n, fs, zs = 0.0, 0, [], []
     for i in range(0, len(split), batch_size):
         x = to_tensor(split.x[i:i + batch_size], device)
-        recon = decode(model, encode(guide, x).as_data())
+        post = encode(guide, x)
+        recon = decode(model, post.as_data())
         se += float(((recon - x) ** 2).sum())
         n += x.numel()
+        fs.append(post.f.cpu())
+        zs.append(post.z.cpu())
     mse = se / n
-    return {"mse": mse, "psnr": 10 * math.log10(1 / mse)}
+    return {"mse": mse, "psnr": 10 * math.log10(1 / mse)}, torch.cat(fs), torch.cat(zs)
+
+
+@torch.no_grad()
+def likelihood_bounds(model, guide, split: Split, num_samples: int = 16, batch_size: int = 64,
+                      device="cpu", seed: int = 0) -> dict:
+    """Test ELBO and IWAE_K bound on log p(x) per clip (nats), from the same K draws per clip."""
+    pyro.set_rng_seed(seed)
+    iw, elbo = [], []
+    for i in range(0, len(split), batch_size):
+        x = to_tensor(split.x[i:i + batch_size], device)
+        b_iw, b_elbo = importance_bound(model.model, guide, x, num_samples)
+        iw.append(b_iw.cpu())
+        elbo.append(b_elbo.cpu())
+    return {"elbo": float(torch.cat(elbo).mean()), "iwae": float(torch.cat(iw).mean()),
+            "num_samples": num_samples, "clips": len(split)}
 
 
 def dsae_generator(model, guide) -> Callable:
