@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   dsae train --out runs/full --resume         # continue a run that stopped
   dsae swap runs/full --pairs 6               # style transfer from a checkpoint
   dsae data sprites --sheets DIR --out sprites.npz
+  dsae betavae train --objective H --beta 4   # beta-VAE on dSprites (see dsae betavae -h)
 """
 
 
@@ -72,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         _add_data_args(q)
 
     d = sub.add_parser("data", help="build a dataset file (.npz)",
-                       description="Build a dataset into an .npz with x_train, x_test (uint8, "
-                       "N x 8 x 64 x 64 x 3), attributes_*, motion_*, character_*.")
-    d.add_argument("which", choices=["synthetic", "sprites", "sprites-npy"])
+                       description="Build a dataset into an .npz: Sprites-like data with x_train, "
+                       "x_test (uint8, N x 8 x 64 x 64 x 3), attributes_*, motion_*, character_*; "
+                       "dsprites with packed (bit-packed images), latents_classes, latents_values.")
+    d.add_argument("which", choices=["synthetic", "sprites", "sprites-npy", "dsprites"])
     d.add_argument("--sheets", help="sprites: folder of LPC sheets; sprites-npy: folder of the "
                    "original {action}_{direction}_frames_{split}.npy files")
     d.add_argument("--download", action="store_true", help="sprites: fetch the sheets first")
@@ -111,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("presets", help="list presets, or print one to copy and edit")
     r.add_argument("name", nargs="?")
+    r.add_argument("--betavae", action="store_true", help="the beta-VAE's presets")
+
+    _add_betavae_parser(sub)
 
     args = parser.parse_args(argv)
     try:
@@ -212,6 +217,12 @@ def _cmd_data(args) -> int:
     from .data.synthetic import make_synthetic
 
     start = time.perf_counter()
+    if args.which == "dsprites":
+        from .data.dsprites import make_dsprites, save_dsprites
+
+        save_dsprites(args.out, make_dsprites())
+        print(f"wrote {args.out} in {time.perf_counter() - start:.0f}s")
+        return 0
     if args.which == "synthetic":
         data = make_synthetic(args.seed)
     elif args.which == "sprites-npy":
@@ -234,14 +245,15 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_presets(args) -> int:
-    from .config import PRESET_DIR
+    from .config import BETAVAE_PRESET_DIR, PRESET_DIR, BetaVAEConfig, Config
 
+    folder, cls = (BETAVAE_PRESET_DIR, BetaVAEConfig) if args.betavae else (PRESET_DIR, Config)
     if args.name:
-        load_preset(args.name)  # validates and gives the error for unknown names
-        print(Path(args.name if args.name.endswith(".toml") else PRESET_DIR /
+        load_preset(args.name, cls, folder)  # validates and gives the error for unknown names
+        print(Path(args.name if args.name.endswith(".toml") else folder /
                    f"{args.name}.toml").read_text(), end="")
     else:
-        print("\n".join(available_presets()))
+        print("\n".join(available_presets(folder)))
     return 0
 
 
@@ -262,7 +274,8 @@ def _cmd_judge(args) -> int:
 def _cmd_evaluate(args) -> int:
     import json
 
-    from .data import dataset_identity
+    from .data import ATTRIBUTES, dataset_identity
+    from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
     from .metrics.judge import load_judge
     from .metrics.protocol import (
         PUBLISHED,
@@ -290,6 +303,8 @@ def _cmd_evaluate(args) -> int:
     scores["bounds"] = likelihood_bounds(run.model, run.guide, bound_clips, args.iw_samples,
                                          device=run.device, seed=args.seed)
     scores["cosine"] = cosine_table(f, z, test.character, test.motion)
+    scores["f_disentanglement"] = disentanglement_scores(f.numpy(), test.attributes,
+                                                         args.seed)
     out = _run_dir(args)
     (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
     b = scores["bounds"]
@@ -299,6 +314,9 @@ def _cmd_evaluate(args) -> int:
         f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
         "\nCosine similarity of posterior means between test clips (report 002):\n\n"
         + cosine_markdown(scores["cosine"]) +
+        "\nDisentanglement of f against the four attributes (disentanglement_lib metrics on "
+        "posterior means of the test clips):\n\n"
+        + disentanglement_markdown(scores["f_disentanglement"], ATTRIBUTES) +
         f"\n{len(test)} test clips, {args.draws} draws, {time.perf_counter() - start:.0f}s.\n")
     (out / "evaluation.md").write_text(table)
     scores_figure(scores, PUBLISHED["DSVAE (Li & Mandt)"][0]).savefig(out / "evaluation.png")
@@ -308,9 +326,107 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_betavae_parser(sub) -> None:
+    from .config import ARCHS, BETAVAE_PRESET_DIR, OBJECTIVES
+
+    b = sub.add_parser("betavae", help="beta-VAE and capacity-annealed beta-VAE on dSprites",
+                       description="beta-VAE (objective H) and capacity-annealed beta-VAE "
+                       "(objective B) on dSprites, drawn procedurally (or --data-path to the "
+                       "official npz).", epilog=BETAVAE_EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    bsub = b.add_subparsers(dest="action", required=True)
+    t = bsub.add_parser("train", help="train with SVI; writes checkpoint, history, figures",
+                        description="Train a beta-VAE. Writes config.toml, checkpoint.pt (every "
+                        "log_every steps), history.csv/json, traversals, reconstructions, kl.png "
+                        "and report.html into --out.")
+    t.add_argument("--preset", default="cpu", help=f"one of "
+                   f"{available_presets(BETAVAE_PRESET_DIR)} or a .toml file (default: cpu)")
+    t.add_argument("--objective", choices=OBJECTIVES, help="H: recon + beta KL; B: recon + "
+                   "gamma |KL - C| (default: the preset's)")
+    t.add_argument("--arch", choices=ARCHS, help="network (default: the preset's)")
+    t.add_argument("--beta", type=float, help="objective H's KL weight")
+    t.add_argument("--steps", type=int, help="training steps (overrides the preset)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any preset field, e.g. --set train.c_steps=20000 (repeatable)")
+    t.add_argument("--data-path", help="the official dSprites npz (default: draw and cache)")
+    t.add_argument("--out", help="run folder (default: runs/<time>-betavae-<objective>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    e = bsub.add_parser("evaluate", help="beta-VAE metric, FactorVAE metric, MIG, latent table",
+                        description="Disentanglement metrics (disentanglement_lib definitions) on "
+                        "posterior means; writes evaluation.json/.md and updates report.html.")
+    v = bsub.add_parser("traverse", help="(re)draw traversals (PNG and GIFs) and the report")
+    for q in (e, v):
+        q.add_argument("checkpoint", help="a beta-VAE run folder or its checkpoint.pt")
+    e.add_argument("--images", type=int, default=50_000,
+                   help="random images encoded for the metrics (0: all 737,280)")
+    e.add_argument("--num-train", type=int, default=10_000)
+    e.add_argument("--num-eval", type=int, default=5_000)
+    e.add_argument("--seed", type=int, default=0)
+
+
+BETAVAE_EXAMPLES = """examples:
+  dsae betavae train                              # cpu preset: objective and budget of BENCHMARKS
+  dsae betavae train --objective H --beta 4 --out runs/bvae-h4
+  dsae betavae train --preset paper --out runs/burgess   # Burgess et al. (a GPU job)
+  dsae betavae evaluate runs/bvae-h4              # MIG, FactorVAE and beta-VAE metrics
+  dsae betavae traverse runs/bvae-h4              # traversals.png and gifs/
+"""
+
+
+def _cmd_betavae(args) -> int:
+    from .betavae.report import write_betavae_report
+    from .betavae.train import fit_betavae, load_betavae
+    from .data.dsprites import load_dsprites
+
+    if args.action == "train":
+        from .config import BETAVAE_PRESET_DIR, BetaVAEConfig
+
+        overrides = list(args.overrides)
+        for name in ("objective", "arch", "beta", "steps"):
+            value = getattr(args, name)
+            if value is not None:
+                section = "model" if name == "arch" else "train"
+                overrides.append(f"{section}.{name}={value}")
+        if args.data_path:
+            overrides.append(f'data.path="{Path(args.data_path).resolve()}"')
+        out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-betavae-{args.preset}")
+        if args.resume and (out / "config.toml").exists():
+            cfg = load_preset(str(out / "config.toml"), BetaVAEConfig)
+        else:
+            cfg = load_preset(args.preset, BetaVAEConfig, BETAVAE_PRESET_DIR)
+        cfg.override(overrides)
+        data = load_dsprites(cfg.data.path, progress=not args.quiet)
+        start = time.perf_counter()
+        run = fit_betavae(cfg, data, out, resume=args.resume, progress=not args.quiet)
+        print(f"trained {run.step} steps in {time.perf_counter() - start:.0f}s; run folder: {out}")
+        if not args.no_report:
+            print(f"report: {write_betavae_report(run, data, out)}")
+        return 0
+
+    run = load_betavae(args.checkpoint)
+    out = _run_dir(args)
+    data = load_dsprites(run.cfg.data.path, progress=False)
+    if args.action == "evaluate":
+        import json
+
+        from .betavae.evaluate import evaluate_betavae, scores_markdown
+
+        start = time.perf_counter()
+        scores = evaluate_betavae(run.vae, data, run.history[-1]["kl_per_latent"], args.images,
+                                  args.seed, args.num_train, args.num_eval, run.device)
+        (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
+        table = scores_markdown(scores) + f"\n{time.perf_counter() - start:.0f}s.\n"
+        (out / "evaluation.md").write_text(table)
+        print(table)
+    print(f"report: {write_betavae_report(run, data, out)}")
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "swap": _cmd_swap,
             "report": _cmd_report, "judge": _cmd_judge, "evaluate": _cmd_evaluate,
-            "data": _cmd_data, "presets": _cmd_presets}
+            "data": _cmd_data, "presets": _cmd_presets, "betavae": _cmd_betavae}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -86,18 +86,17 @@ class DataConfig:
     seed: int = 423  # synthetic data and its split
 
 
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    preset: str = "custom"
+class Sectioned:
+    """A config made of dataclass sections ([model], [train], [data]) read from and written to
+    TOML, with `section.key=value` overrides; subclasses add `validate`."""
+
+    preset: str
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, preset: str = "custom") -> Config:
+    def from_dict(cls, d: dict, preset: str = "custom"):
         cfg = cls(preset=d.get("preset", preset))
         for section, values in d.items():
             if section == "preset":
@@ -110,7 +109,7 @@ class Config:
         cfg.validate()
         return cfg
 
-    def override(self, assignments: list[str]) -> Config:
+    def override(self, assignments: list[str]):
         """Apply `section.key=value` strings (values in TOML syntax; bare words are strings)."""
         for item in assignments:
             if "=" not in item or "." not in item.split("=", 1)[0]:
@@ -121,6 +120,27 @@ class Config:
             _assign(self, section, key, _parse_value(raw.strip()))
         self.validate()
         return self
+
+    def validate(self) -> None:
+        raise NotImplementedError
+
+    def to_toml(self) -> str:
+        lines = [f'preset = "{self.preset}"']
+        for section, values in self.to_dict().items():
+            if isinstance(values, dict):
+                lines.append(f"\n[{section}]")
+                lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Config(Sectioned):
+    """The DSAE's configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = "custom"
 
     def validate(self) -> None:
         m, t, d = self.model, self.train, self.data
@@ -146,20 +166,71 @@ class Config:
             if getattr(t, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
 
-    def to_toml(self) -> str:
-        lines = [f'preset = "{self.preset}"']
-        for section, values in self.to_dict().items():
-            if isinstance(values, dict):
-                lines.append(f"\n[{section}]")
-                lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        return "\n".join(lines) + "\n"
+# --- beta-VAE on dSprites ----------------------------------------------------------------------
+OBJECTIVES = ("H", "B")
+ARCHS = ("conv", "mlp")
+BETAVAE_PRESET_DIR = PRESET_DIR / "betavae"
 
 
-def _sections(cfg: Config) -> dict:
-    return {"model": cfg.model, "train": cfg.train, "data": cfg.data}
+@dataclass
+class BetaModelConfig:
+    arch: str = "conv"  # conv | mlp (seed 004)
+    latents: int = 10
 
 
-def _assign(cfg: Config, section: str, key: str, value) -> None:
+@dataclass
+class BetaTrainConfig:
+    objective: str = "B"  # H: recon + beta KL (Higgins); B: recon + gamma |KL - C| (Burgess)
+    beta: float = 4.0  # objective H
+    gamma: float = 1000.0  # objective B
+    c_max: float = 25.0  # objective B: capacity C rises linearly 0 -> c_max nats ...
+    c_steps: int = 100_000  # ... over this many steps, then stays
+    steps: int = 100_000
+    batch_size: int = 64
+    lr: float = 5e-4
+    seed: int = 0
+    log_every: int = 1000  # steps between history points and checkpoints
+    device: str = "auto"
+
+
+@dataclass
+class BetaDataConfig:
+    path: str = ""  # the official dSprites npz, or empty: draw it (and cache)
+
+
+@dataclass
+class BetaVAEConfig(Sectioned):
+    """The beta-VAE's configuration."""
+
+    model: BetaModelConfig = field(default_factory=BetaModelConfig)
+    train: BetaTrainConfig = field(default_factory=BetaTrainConfig)
+    data: BetaDataConfig = field(default_factory=BetaDataConfig)
+    preset: str = "custom"
+
+    def validate(self) -> None:
+        m, t = self.model, self.train
+        for name, value, allowed in (("model.arch", m.arch, ARCHS),
+                                     ("train.objective", t.objective, OBJECTIVES),
+                                     ("train.device", t.device, ("auto", "cpu", "cuda"))):
+            if value not in allowed:
+                raise ConfigError(f"{name} = {value!r} is not one of {list(allowed)}")
+        for name in ("beta", "lr", "gamma"):
+            if not getattr(t, name) > 0:
+                raise ConfigError(f"train.{name} must be > 0, got {getattr(t, name)} "
+                                  "(poutine.scale rejects 0)")
+        for name in ("steps", "batch_size", "log_every", "c_steps"):
+            if getattr(t, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+        if m.latents < 1 or t.c_max < 0:
+            raise ConfigError("model.latents must be >= 1 and train.c_max >= 0")
+
+
+def _sections(cfg: Sectioned) -> dict:
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+            if dataclasses.is_dataclass(getattr(cfg, f.name))}
+
+
+def _assign(cfg: Sectioned, section: str, key: str, value) -> None:
     sections = _sections(cfg)
     if section not in sections:
         raise ConfigError(f"unknown section {section!r}; expected one of {sorted(sections)}")
@@ -197,21 +268,22 @@ def _toml_value(v) -> str:
     return repr(v)
 
 
-def available_presets() -> list[str]:
-    return sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
+def available_presets(folder: Path = PRESET_DIR) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.toml"))
 
 
-def load_preset(name_or_path: str) -> Config:
+def load_preset(name_or_path: str, cls: type[Sectioned] = Config,
+                folder: Path = PRESET_DIR) -> Sectioned:
     """A preset by name (`cpu`, `paper`, ...) or the path of a TOML file."""
     path = Path(name_or_path)
     if not path.suffix:
-        path = PRESET_DIR / f"{name_or_path}.toml"
+        path = folder / f"{name_or_path}.toml"
     if not path.is_file():
-        raise ConfigError(f"unknown preset {name_or_path!r}: use one of {available_presets()} "
-                          "or the path of a .toml file")
+        raise ConfigError(f"unknown preset {name_or_path!r}: use one of "
+                          f"{available_presets(folder)} or the path of a .toml file")
     with open(path, "rb") as fh:
         try:
             data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"preset file {path} is not valid TOML: {e}") from e
-    return Config.from_dict(data, preset=path.stem)
+    return cls.from_dict(data, preset=path.stem)

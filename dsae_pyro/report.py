@@ -134,8 +134,12 @@ def write_html(run: Run, run_dir, title: str | None = None) -> Path:
             if (run_dir / file).exists():
                 body.append(f"<h3>{html.escape(name)}</h3><img src='{file}'>")
     body.append(f"<h2>Configuration</h2><pre>{html.escape(run.cfg.to_toml())}</pre>")
-    out = run_dir / "report.html"
-    out.write_text("<!doctype html><html><head><meta charset='utf-8'><title>"
-                   f"{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
-                   + "\n".join(body) + "</body></html>")
-    return out
+    return write_page(run_dir / "report.html", title, body)
+
+
+def write_page(path: Path, title: str, body: list[str]) -> Path:
+    """A plain HTML page of the given body parts."""
+    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>"
+                    f"{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
+                    + "\n".join(body) + "</body></html>")
+    return path

@@ -42,6 +42,44 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# --- checkpoint pieces shared by every run (DSAE, beta-VAE) --------------------------------------
+def optim_state(svi: SVI, owners: dict[str, str]) -> dict:
+    """The optimiser state keyed by module-local names ("model/decoder.fc.0.weight"): Pyro keys
+    it by the instance's unique Pyro name, which differs between sessions."""
+    out = {}
+    for name, value in svi.optim.get_state().items():
+        prefix, local = name.split("$$$", 1)
+        out[f"{owners[prefix]}/{local}"] = value
+    return out
+
+
+def set_optim_state(svi: SVI, state: dict, owners: dict[str, str]) -> None:
+    names = {v: k for k, v in owners.items()}
+    svi.optim.set_state({f"{names[k.split('/', 1)[0]]}$$${k.split('/', 1)[1]}": v
+                         for k, v in state.items()})
+
+
+def rng_state() -> dict:
+    rng = pyro.util.get_rng_state()
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def set_rng_state(rng: dict) -> None:
+    rng = dict(rng)
+    cuda = rng.pop("cuda", None)
+    pyro.util.set_rng_state(rng)
+    if cuda is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """torch.save, atomically: a crash mid-write keeps the previous file."""
+    atomic_write(path, lambda fh: torch.save(state, fh))
+
+
+
 @dataclass
 class Run:
     """Everything a training run holds: the model, the guide, the SVI object and its history."""
@@ -70,34 +108,20 @@ class Run:
         return {self.model.pyro_name: "model", self.guide.pyro_name: "guide"}
 
     def state(self, data_id: str) -> dict:
-        owners = self._owners()
-        optim = {}
-        for name, value in self.svi.optim.get_state().items():  # re-key by module-local name
-            prefix, local = name.split("$$$", 1)
-            optim[f"{owners[prefix]}/{local}"] = value
-        rng = pyro.util.get_rng_state()
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"format": 1, "config": self.cfg.to_dict(), "epoch": self.epoch,
                 "history": self.history, "data": data_id, "model": self.model.state_dict(),
-                "guide": self.guide.state_dict(), "optim": optim, "rng": rng}
+                "guide": self.guide.state_dict(), "optim": optim_state(self.svi, self._owners()),
+                "rng": rng_state()}
 
     def save(self, path: Path, data_id: str) -> None:
         """Write the checkpoint atomically: a crash mid-write keeps the previous one."""
-        state = self.state(data_id)
-        atomic_write(path, lambda fh: torch.save(state, fh))
+        save_checkpoint(path, self.state(data_id))
 
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.guide.load_state_dict(ckpt["guide"])
-        names = {v: k for k, v in self._owners().items()}
-        self.svi.optim.set_state({f"{names[k.split('/', 1)[0]]}$$${k.split('/', 1)[1]}": v
-                                  for k, v in ckpt["optim"].items()})
-        rng = dict(ckpt["rng"])
-        cuda = rng.pop("cuda", None)
-        pyro.util.set_rng_state(rng)
-        if cuda is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda)
+        set_optim_state(self.svi, ckpt["optim"], self._owners())
+        set_rng_state(ckpt["rng"])
         self.epoch, self.history = ckpt["epoch"], list(ckpt["history"])
 
     # --- one epoch -----------------------------------------------------------------------------

@@ -73,6 +73,10 @@ def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch
     judge = Judge().to(device)
     opt = torch.optim.Adam(judge.parameters(), lr=lr)
     train = data["train"]
+    # cosine decay to 0: with a constant rate the last steps' noise decided the subtle body head
+    # (83.6% once, 99.9% another time); annealed, the end point is stable
+    steps = epochs * -(-len(train) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     labels = {k: torch.as_tensor(v) for k, v in labels_of(train).items()}
     g = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
@@ -88,6 +92,7 @@ def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
     return judge.eval(), accuracies(judge, data["test"], device)
 
