@@ -117,6 +117,20 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_betavae_parser(sub)
 
+    k = sub.add_parser("bench", help="benchmarks: Pyro step vs hand-written, throughput, data, "
+                       "evaluation; writes BENCHMARKS.md",
+                       description="Time the Pyro SVI step against a hand-written PyTorch step of "
+                       "the same networks and ELBO (and the speed levers), side by side in one "
+                       "process, plus data build and evaluation times. Writes a Markdown report.")
+    k.add_argument("--presets", nargs="+", default=["cpu"], help="presets to time (default: cpu; "
+                   "paper runs at batch 2 with two variants on a CPU)")
+    k.add_argument("--repeats", type=int, default=20, help="interleaved repeats per variant")
+    k.add_argument("--sheets", default="", help="LPC sheets folder: also time the real Sprites build")
+    k.add_argument("--no-data", action="store_true", help="skip the data build times")
+    k.add_argument("--no-eval", action="store_true", help="skip the evaluation times")
+    k.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
+    k.add_argument("--out", default="BENCHMARKS.md")
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -424,9 +438,20 @@ def _cmd_betavae(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from .bench import run_benchmarks
+
+    text = run_benchmarks(args.presets, args.repeats, args.sheets, not args.no_data,
+                          not args.no_eval, args.compile)
+    Path(args.out).write_text(text + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
 COMMANDS = {"train": _cmd_train, "generate": _cmd_generate, "swap": _cmd_swap,
             "report": _cmd_report, "judge": _cmd_judge, "evaluate": _cmd_evaluate,
-            "data": _cmd_data, "presets": _cmd_presets, "betavae": _cmd_betavae}
+            "data": _cmd_data, "presets": _cmd_presets, "betavae": _cmd_betavae,
+            "bench": _cmd_bench}
 
 if __name__ == "__main__":
     sys.exit(main())

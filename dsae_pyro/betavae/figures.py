@@ -116,3 +116,30 @@ def kl_figure(history: list[dict]) -> Figure:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def dsprites_sheet(data: DSprites, per_factor: int = 8) -> Figure:
+    """A sample sheet of dSprites: each row sweeps one factor from a fixed start image."""
+    from ..data.dsprites import FACTORS, SIZES
+
+    start = np.array([0, 0, 5, 0, 16, 16])
+    rows, labels = [], []
+    for k in range(1, len(FACTORS)):
+        values = np.linspace(0, SIZES[k] - 1, min(per_factor, SIZES[k])).round().astype(int)
+        classes = np.repeat(start[None], len(values), 0)
+        classes[:, k] = values
+        if k == 1:  # shape: show each shape at the start's other factors
+            classes = np.repeat(start[None], per_factor, 0)
+            classes[:, 1] = np.arange(per_factor) % SIZES[1]
+            classes[:, 3] = np.arange(per_factor) * 5
+        imgs = data.images(index_of(classes))[:, 0]
+        imgs = torch.cat([imgs, torch.zeros(per_factor - len(imgs), 64, 64)])
+        rows.append(torch.cat([torch.nn.functional.pad(i, (1, 1, 1, 1), value=0.4) for i in imgs], 1))
+        labels.append(FACTORS[k] if k > 1 else "shape (and orientation)")
+    fig = Figure(figsize=(per_factor * 0.9 + 1.6, len(rows) * 0.9 + 0.4), dpi=100)
+    ax = fig.subplots()
+    ax.imshow(torch.cat(rows, 0).numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_yticks([66 * i + 33 for i in range(len(rows))], labels, fontsize=8)
+    ax.set_xticks([])
+    ax.set_title("dSprites, drawn by dsae_pyro: one factor varies per row", fontsize=9)
+    return fig

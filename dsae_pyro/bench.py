@@ -1,0 +1,283 @@
+"""Benchmarks: the Pyro SVI step against a hand-written PyTorch step of the same networks and ELBO,
+the speed levers, throughput per preset, data build and evaluation times. `dsae bench` runs them
+and writes BENCHMARKS.md with the machine, the versions and the date.
+
+Every comparison is measured side by side in one process, alternating the variants step by step, and
+reported as a ratio of medians: absolute times on a shared machine drift, ratios much less.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import pyro
+import torch
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import Adam
+from torch.distributions import Normal
+
+from .config import Config
+from .guides import Guide, make_guide
+from .model import DSAE
+
+
+# --- the hand-written step ---------------------------------------------------------------------
+def manual_loss(model: DSAE, guide: Guide, x: torch.Tensor, kl_weight: float = 1.0
+                ) -> torch.Tensor:
+    """-ELBO of the batch (summed over clips) in plain PyTorch with the model's and guide's own
+    modules: the same draws as Trace_ELBO given the same RNG state (f first, then z_1..z_T)."""
+    batch, frames = x.shape[:2]
+    v = guide.encoder(x)
+    q_loc, q_scale = guide.q_f(v)
+    q = Normal(q_loc, q_scale)
+    f = q.rsample()
+    kl = q.log_prob(f).sum() - Normal(0.0, 1.0).log_prob(f).sum()
+    h = guide.z_features(v, f)
+    z_prev, q_state = v.new_zeros(batch, guide.cfg.z_dim), None
+    _, p_state = model.prior.initial(batch, v)
+    zs = []
+    for t in range(frames):
+        q_loc, q_scale, q_state = guide.z_step(h[:, t], z_prev, q_state)
+        p_loc, p_scale, p_state = model.prior.step(z_prev, p_state)
+        q = Normal(q_loc, q_scale)
+        z_prev = q.rsample()
+        kl = kl + q.log_prob(z_prev).sum() - Normal(p_loc, p_scale).log_prob(z_prev).sum()
+        zs.append(z_prev)
+    log_lik = model.likelihood(model.decoder(f, torch.stack(zs, 1))).log_prob(x).sum()
+    return kl_weight * kl - log_lik
+
+
+def manual_step(model: DSAE, guide: Guide, optim: torch.optim.Optimizer, x: torch.Tensor) -> float:
+    loss = manual_loss(model, guide, x)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    optim.step()
+    return loss.detach()
+
+
+# --- timing ------------------------------------------------------------------------------------
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def side_by_side(steps: dict[str, Callable[[], object]], repeats: int, device: torch.device,
+                 warmup: int = 2) -> dict[str, float]:
+    """Median seconds per call of each step, the variants interleaved call by call."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times = {k: [] for k in steps}
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def fresh(cfg: Config, device: torch.device, seed: int = 0) -> tuple[DSAE, Guide]:
+    torch.manual_seed(seed)
+    return DSAE(cfg.model).to(device).train(), make_guide(cfg.model).to(device).train()
+
+
+def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[str, Callable]:
+    """The training step written several ways, each on its own copy of the same networks."""
+    lr = cfg.train.lr
+    variants = {}
+
+    model, guide = fresh(cfg, device)
+    optim = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr)
+    variants["hand-written PyTorch"] = lambda: manual_step(model, guide, optim, x)
+
+    def svi_step(validate: bool):
+        m, g = fresh(cfg, device)
+        svi = SVI(m.model, g, Adam({"lr": lr}), Trace_ELBO())
+
+        def step():
+            with pyro.validation_enabled(validate):
+                return svi.step(x)
+        return step
+
+    variants["Pyro SVI, validation on"] = svi_step(True)
+    variants["Pyro SVI (as trained)"] = svi_step(False)
+
+    m2, g2 = fresh(cfg, device)
+    optim2 = torch.optim.Adam([*m2.parameters(), *g2.parameters()], lr=lr)
+    elbo = Trace_ELBO()
+
+    def lean_step():  # Pyro's ELBO, one torch optimiser, no float() per step
+        with pyro.validation_enabled(False):
+            loss = elbo.differentiable_loss(m2.model, g2, x)
+        optim2.zero_grad(set_to_none=True)
+        loss.backward()
+        optim2.step()
+        return loss.detach()
+
+    variants["Pyro ELBO + torch.optim (lean)"] = lean_step
+
+    m3, g3 = fresh(cfg, device)
+    m3.to(memory_format=torch.channels_last)
+    g3.to(memory_format=torch.channels_last)
+    svi3 = SVI(m3.model, g3, Adam({"lr": lr}), Trace_ELBO())
+
+    def channels_last_step():
+        with pyro.validation_enabled(False):
+            return svi3.step(x)
+
+    variants["Pyro SVI + channels_last weights"] = channels_last_step
+    return variants
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {torch.get_num_threads()} torch threads, {gpu}; Python "
+            f"{platform.python_version()}, torch {torch.__version__}, pyro-ppl {pyro.__version__}")
+
+
+def peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB (CUDA, max allocated)"
+    import resource
+
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (process peak RSS)"
+
+
+def bench_steps(cfg: Config, device: torch.device, batch: int, repeats: int,
+                only: tuple[str, ...] = (), compile_nets: bool = False) -> dict[str, float]:
+    """Median seconds per training step of each variant on one random batch."""
+    torch.manual_seed(0)
+    x = torch.rand(batch, cfg.model.frames, *cfg.model.image_shape, device=device)
+    variants = step_variants(cfg, device, x)
+    if compile_nets:
+        m, g = fresh(cfg, device)
+        m.decoder, g.encoder = torch.compile(m.decoder), torch.compile(g.encoder)
+        svi = SVI(m.model, g, Adam({"lr": cfg.train.lr}), Trace_ELBO())
+        variants["Pyro SVI + torch.compile(encoder, decoder)"] = lambda: svi.step(x)
+    if device.type == "cuda":
+        m, g = fresh(cfg, device)
+        svi_bf16 = SVI(m.model, g, Adam({"lr": cfg.train.lr}), Trace_ELBO())
+
+        def bf16_step():
+            with torch.autocast("cuda", dtype=torch.bfloat16), pyro.validation_enabled(False):
+                return svi_bf16.step(x)
+        variants["Pyro SVI + bf16 autocast"] = bf16_step
+    if only:
+        variants = {k: v for k, v in variants.items() if k in only}
+    return side_by_side(variants, repeats, device, warmup=1 if only else 2)
+
+
+def timed(fn: Callable) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_data(sheets: str = "") -> dict[str, float]:
+    """Seconds to build each dataset from nothing (no cache)."""
+    from .data.dsprites import make_dsprites
+    from .data.sprites import build_sprites
+    from .data.synthetic import make_synthetic
+
+    out = {"synthetic sprites (11,664 clips)": timed(make_synthetic),
+           "dSprites (737,280 images)": timed(make_dsprites)}
+    if sheets:
+        out["real Sprites from the LPC sheets (11,664 clips)"] = timed(
+            lambda: build_sprites(sheets, progress=False))
+    return out
+
+
+def bench_evaluation(cfg: Config, device: torch.device, clips: int = 256) -> dict[str, float]:
+    """Seconds for each part of `dsae evaluate` on `clips` synthetic test clips (untrained
+    networks and judge: the cost does not depend on the weights), and for the beta-VAE metrics."""
+    import numpy as np
+
+    from .betavae.evaluate import evaluate_betavae
+    from .betavae.model import BetaVAE
+    from .config import BetaModelConfig
+    from .data.dsprites import make_dsprites
+    from .data.synthetic import make_synthetic
+    from .metrics.judge import Judge
+    from .metrics.protocol import dsae_generator, judge_generated, likelihood_bounds, posterior_pass
+
+    test = make_synthetic()["test"].subset(slice(0, clips))
+    model, guide = fresh(cfg, device)
+    model.eval()
+    guide.eval()
+    judge = Judge().to(device)
+    gen = dsae_generator(model, guide)
+    vae = BetaVAE(BetaModelConfig()).to(device)
+    data = make_dsprites()
+    return {
+        f"judge the protocol, {clips} clips x 1 draw": timed(
+            lambda: judge_generated(judge.predict, gen, test, draws=1, device=device)),
+        f"reconstruction pass, {clips} clips": timed(
+            lambda: posterior_pass(model, guide, test, device=device)),
+        f"IWAE bound K=16, {clips // 4} clips": timed(
+            lambda: likelihood_bounds(model, guide, test.subset(slice(0, clips // 4)), 16,
+                                      device=device)),
+        "beta-VAE metrics: encode 50,000 dSprites + beta-VAE/FactorVAE/MIG": timed(
+            lambda: evaluate_betavae(vae, data, [0.0] * 10, images=50_000, device=device)),
+        "the same metrics alone on 50,000 precomputed codes": timed(
+            lambda: _metrics_only(data, np.random.RandomState(0))),
+    }
+
+
+def _metrics_only(data, rng):
+    from .metrics.disentanglement import disentanglement_scores
+
+    idx = rng.choice(len(data), 50_000, replace=False)
+    return disentanglement_scores(rng.randn(len(idx), 10), data.factors[idx])
+
+
+def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(str(c) for c in r) + " |" for r in rows], ""]
+
+
+def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data: bool = True,
+                   evaluation: bool = True, compile_nets: bool = False,
+                   device: torch.device | None = None, log=print) -> str:
+    """Every benchmark; returns BENCHMARKS.md's text."""
+    from .config import load_preset
+
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    lines = ["# Benchmarks", "", f"Written by `dsae bench` on {time.strftime('%Y-%m-%d %H:%M')}.",
+             f"Machine: {machine()}; device {device}.", ""]
+    base = "hand-written PyTorch"
+    for name in presets:
+        cfg = load_preset(name)
+        batch, reps, only = cfg.train.batch_size, repeats, ()
+        if name == "paper" and device.type == "cpu":  # ~5 s a step on 2 cores: the two, briefly
+            batch, reps, only = 2, 3, (base, "Pyro SVI (as trained)")
+        log(f"steps: preset {name}, batch {batch}, {reps} interleaved repeats ...")
+        t = bench_steps(cfg, device, batch, reps, only, compile_nets)
+        rows = [(k, f"{1000 * v:.1f}", f"{v / t[base]:.3f}", f"{batch / v:.1f}")
+                for k, v in t.items()]
+        lines += [f"## Training step, preset `{name}` (batch {batch}, median of {reps}, variants "
+                  "interleaved)", ""]
+        lines += _table(("step", "ms", "ratio to hand-written", "clips/s"), rows)
+        lines += [f"Peak memory after this preset: {peak_memory(device)}.", ""]
+        log("\n".join(lines[-len(rows) - 5:]))
+    if data:
+        log("data build times ...")
+        rows = [(k, f"{v:.1f}") for k, v in bench_data(sheets).items()]
+        lines += ["## Data build (seconds, from nothing, no cache)", ""]
+        lines += _table(("dataset", "s"), rows)
+    if evaluation:
+        log("evaluation times ...")
+        rows = [(k, f"{v:.1f}") for k, v in bench_evaluation(load_preset("cpu"), device).items()]
+        lines += ["## Evaluation (seconds, cpu preset networks)", ""]
+        lines += _table(("part", "s"), rows)
+    return "\n".join(lines)
