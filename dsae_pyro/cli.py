@@ -174,6 +174,8 @@ def _cmd_train(args) -> int:
     print(f"data: {cfg.data.name}, {len(data['train'])} train / {len(data['test'])} test clips "
           f"({time.perf_counter() - start:.0f}s); run folder: {out}")
     run = fit(cfg, data, out, resume=args.resume, progress=progress)
+    if not run.world.main:  # under torchrun, rank 0 writes the report
+        return 0
     if not args.no_report:
         path = write_report(run, data["test"], out)
         print(f"report: {path}")

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ._io import atomic_write
 from .config import Config, ConfigError
 from .data import Split, dataset_identity, to_tensor
+from .distributed import DistributedLoss, World, all_equal, setup
 from .guides import Guide, make_guide
 from .model import DSAE
 
@@ -89,19 +90,29 @@ class Run:
     guide: Guide
     svi: SVI
     device: torch.device
+    elbo: Trace_ELBO  # scores the test split (never through DDP: only rank 0 evaluates)
+    world: World = World()
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
 
     @classmethod
-    def create(cls, cfg: Config, device: torch.device | None = None) -> Run:
-        pyro.set_rng_seed(cfg.train.seed)
-        device = device or pick_device(cfg.train.device)
+    def create(cls, cfg: Config, device: torch.device | None = None,
+               world: World | None = None) -> Run:
+        """Model, guide and SVI; with a World of several processes the loss goes through
+        DistributedDataParallel (see distributed.py)."""
+        world = world or World()
+        pyro.set_rng_seed(cfg.train.seed)  # the same initial weights on every rank
+        device = device or (world.device if world.size > 1 else pick_device(cfg.train.device))
         model, guide = DSAE(cfg.model).to(device), make_guide(cfg.model).to(device)
         t = cfg.train
         optim = Adam({"lr": t.lr, "betas": (t.beta1, t.beta2)})
         elbo_cls = Trace_ELBO if t.elbo == "trace" else TraceMeanField_ELBO
-        svi = SVI(model.model, guide, optim, elbo_cls(num_particles=t.num_particles))
-        return cls(cfg, model, guide, svi, device)
+        elbo = elbo_cls(num_particles=t.num_particles)
+        loss = DistributedLoss(elbo, model, guide, world=world) if world.size > 1 else elbo
+        svi = SVI(model.model, guide, optim, loss)
+        if world.size > 1:
+            pyro.set_rng_seed(t.seed + 7919 * world.rank)  # each rank draws its own noise
+        return cls(cfg, model, guide, svi, device, elbo, world)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def _owners(self) -> dict[str, str]:
@@ -126,10 +137,13 @@ class Run:
 
     # --- one epoch -----------------------------------------------------------------------------
     def batches(self, n: int, epoch: int):
+        """This process's batches of an epoch: train.batch_size clips per process, so a global
+        batch holds world.size times as many, split between the ranks."""
         g = torch.Generator().manual_seed(self.cfg.train.seed * 100_003 + epoch)
         order = torch.randperm(n, generator=g)
-        bs = self.cfg.train.batch_size
-        return [order[i:i + bs] for i in range(0, n, bs)]
+        bs = self.cfg.train.batch_size * self.world.size
+        last = n if self.world.size == 1 else n - bs + 1  # several ranks: whole batches only
+        return [self.world.shard(order[i:i + bs]) for i in range(0, last, bs)]
 
     def train_epoch(self, train: Split, progress: bool = True) -> float:
         """One pass over the training split; returns the mean loss (-ELBO) per clip."""
@@ -137,11 +151,12 @@ class Run:
         self.guide.train()
         total, seen = 0.0, 0
         kl = self.cfg.train.kl_weight
-        bar = tqdm(self.batches(len(train), self.epoch), disable=not progress, leave=False,
+        bar = tqdm(self.batches(len(train), self.epoch), disable=not (progress and self.world.main),
+                   leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", unit="batch")
         for idx in bar:
             x = to_tensor(train.x[idx.numpy()], self.device)
-            loss = self.svi.step(x, kl_weight=kl)
+            loss = self.svi.step(x, kl_weight=kl) / self.world.size  # this rank's clips
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} in epoch {self.epoch + 1} after {seen} clips; the "
@@ -162,7 +177,7 @@ class Run:
         total = 0.0
         for i in range(0, n, 2 * self.cfg.train.batch_size):
             x = to_tensor(split.x[i:min(n, i + 2 * self.cfg.train.batch_size)], self.device)
-            total += self.svi.evaluate_loss(x)
+            total += self.elbo.loss(self.model.model, self.guide, x)
         pyro.util.set_rng_state(rng)
         return total / n
 
@@ -225,21 +240,28 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
     if ckpt_path.exists() and not resume:
         raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or "
                             "choose another --out folder")
-    run = Run.create(cfg)
+    world = setup(cfg.train.device)
+    run = Run.create(cfg, world=world)
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
         check_compatible(ckpt, cfg, data_id)
         run.restore(ckpt)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(cfg.to_toml())
+        if world.size > 1:  # the checkpoint holds rank 0's noise: give each rank its own again
+            pyro.set_rng_seed(cfg.train.seed + 7919 * world.rank + 104_729 * run.epoch)
+    if world.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(cfg.to_toml())
+    progress = progress and world.main
     # inputs were checked when loaded: skip Pyro's per-step argument checks
     with pyro.validation_enabled(False):
         while run.epoch < cfg.train.epochs:
             start = time.perf_counter()
             train_loss = run.train_epoch(data["train"], progress)
             seconds = time.perf_counter() - start
-            test_loss = run.evaluate(data["test"], cfg.train.eval_clips)
             run.epoch += 1
+            if not world.main:  # rank 0 scores, records and checkpoints for everyone
+                continue
+            test_loss = run.evaluate(data["test"], cfg.train.eval_clips)
             run.history.append({"epoch": run.epoch, "train_loss": train_loss,
                                 "test_loss": test_loss, "seconds": round(seconds, 2),
                                 "clips_per_s": round(len(data["train"]) / seconds, 1)})
@@ -250,4 +272,7 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                            f"{test_loss:.1f} per clip  ({seconds:.0f}s)")
             if on_epoch is not None:
                 on_epoch(run)
+    if world.size > 1 and not all_equal([*run.model.parameters(), *run.guide.parameters()]):
+        raise TrainingError("the ranks' parameters differ after training; this is a bug, please "
+                            "report it with the command you ran")
     return run

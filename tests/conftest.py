@@ -46,3 +46,13 @@ def fresh_param_store():
     pyro.clear_param_store()
     pyro.enable_validation(True)
     yield
+
+
+@pytest.fixture
+def tiny_npz(tmp_path):
+    """A dataset file of 3 train and 2 test characters (27 / 18 clips)."""
+    from dsae_pyro.data import save_npz
+
+    path = tmp_path / "tiny.npz"
+    save_npz(path, {"train": tiny_split([0, 259, 518]), "test": tiny_split([1036, 1295])})
+    return path

@@ -2,21 +2,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SHEETS, tiny_split
+from conftest import SHEETS
 
 from dsae_pyro.cli import main
-from dsae_pyro.data import save_npz
 
 TINY = ["--set", "model.f_dim=4", "--set", "model.z_dim=3", "--set", "model.hidden=8",
         "--set", "model.conv_channels=[4,4,4,4]", "--set", "model.conv_features=[16]",
         "--set", "train.batch_size=6", "--quiet"]
-
-
-@pytest.fixture
-def tiny_npz(tmp_path):
-    path = tmp_path / "tiny.npz"
-    save_npz(path, {"train": tiny_split([0, 259, 518]), "test": tiny_split([1036, 1295])})
-    return path
 
 
 def test_train_resume_swap_generate_report(tmp_path, tiny_npz, capsys):
