@@ -91,7 +91,9 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     assert main(["evaluate", str(run), "--judge", str(judge), "--draws", "2", "--iw-samples", "4",
                  "--iw-clips", "5"]) == 0
     scores = json.loads((run / "evaluation.json").read_text())
-    assert {"motion_acc", "IS", "body_acc", "reconstruction", "bounds", "cosine"} <= set(scores)
+    assert {"motion_acc", "IS", "body_acc", "reconstruction", "bounds", "cosine",
+            "f_disentanglement"} <= set(scores)
+    assert 0 <= scores["f_disentanglement"]["mig"]["mig"] <= 1
     assert scores["motion_acc"]["std"] >= 0 and scores["reconstruction"]["psnr"] > 0
     assert scores["bounds"]["clips"] == 5 and scores["bounds"]["iwae"] > scores["bounds"]["elbo"]
     assert scores["cosine"]["same appearance, other motion"]["pairs"] == 2 * 36  # 2 characters
