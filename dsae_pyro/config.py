@@ -24,6 +24,7 @@ DECODERS = ("conv", "improved")
 LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
 ELBOS = ("trace", "meanfield")
 DATASETS = ("synthetic", "sprites", "npz")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class ConfigError(ValueError):
@@ -124,6 +125,24 @@ class Sectioned:
     def validate(self) -> None:
         raise NotImplementedError
 
+    def check(self, choices: dict[str, tuple], positive: tuple[str, ...] = (),
+              at_least_one: tuple[str, ...] = ()) -> None:
+        """Raise ConfigError naming the first field ("section.key") that breaks a rule."""
+        def value(path):
+            section, key = path.split(".")
+            return getattr(getattr(self, section), key)
+
+        for path, allowed in choices.items():
+            if value(path) not in allowed:
+                raise ConfigError(f"{path} = {value(path)!r} is not one of {list(allowed)}")
+        for path in positive:
+            if not value(path) > 0:
+                why = " (poutine.scale rejects 0)" if path in ("train.kl_weight", "train.beta") else ""
+                raise ConfigError(f"{path} must be > 0, got {value(path)}{why}")
+        for path in at_least_one:
+            if value(path) < 1:
+                raise ConfigError(f"{path} must be >= 1, got {value(path)}")
+
     def to_toml(self) -> str:
         lines = [f'preset = "{self.preset}"']
         for section, values in self.to_dict().items():
@@ -143,28 +162,19 @@ class Config(Sectioned):
     preset: str = "custom"
 
     def validate(self) -> None:
-        m, t, d = self.model, self.train, self.data
-        choices = {"model.guide": (m.guide, GUIDES), "model.prior": (m.prior, PRIORS),
-                   "model.decoder": (m.decoder, DECODERS),
-                   "model.likelihood": (m.likelihood, LIKELIHOODS), "train.elbo": (t.elbo, ELBOS),
-                   "data.name": (d.name, DATASETS),
-                   "train.device": (t.device, ("auto", "cpu", "cuda"))}
-        for name, (value, allowed) in choices.items():
-            if value not in allowed:
-                raise ConfigError(f"{name} = {value!r} is not one of {list(allowed)}")
+        m = self.model
+        self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
+                            "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
+                            "data.name": DATASETS, "train.device": DEVICES},
+                   positive=("train.kl_weight", "model.x_scale", "train.lr"),
+                   at_least_one=("train.epochs", "train.batch_size", "train.num_particles"))
         if len(m.conv_channels) != len(m.conv_strides):
             raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
                               f"got {m.conv_channels} and {m.conv_strides}")
         if m.image_size % math.prod(m.conv_strides):
             raise ConfigError(f"image size {m.image_size} is not divisible by the product of "
                               f"model.conv_strides {m.conv_strides}")
-        for name, value in (("train.kl_weight", t.kl_weight), ("model.x_scale", m.x_scale),
-                            ("train.lr", t.lr)):
-            if not value > 0:
-                raise ConfigError(f"{name} must be > 0, got {value} (poutine.scale rejects 0)")
-        for name in ("epochs", "batch_size", "num_particles"):
-            if getattr(t, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+
 
 # --- beta-VAE on dSprites ----------------------------------------------------------------------
 OBJECTIVES = ("H", "B")
@@ -208,21 +218,13 @@ class BetaVAEConfig(Sectioned):
     preset: str = "custom"
 
     def validate(self) -> None:
-        m, t = self.model, self.train
-        for name, value, allowed in (("model.arch", m.arch, ARCHS),
-                                     ("train.objective", t.objective, OBJECTIVES),
-                                     ("train.device", t.device, ("auto", "cpu", "cuda"))):
-            if value not in allowed:
-                raise ConfigError(f"{name} = {value!r} is not one of {list(allowed)}")
-        for name in ("beta", "lr", "gamma"):
-            if not getattr(t, name) > 0:
-                raise ConfigError(f"train.{name} must be > 0, got {getattr(t, name)} "
-                                  "(poutine.scale rejects 0)")
-        for name in ("steps", "batch_size", "log_every", "c_steps"):
-            if getattr(t, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(t, name)}")
-        if m.latents < 1 or t.c_max < 0:
-            raise ConfigError("model.latents must be >= 1 and train.c_max >= 0")
+        self.check(choices={"model.arch": ARCHS, "train.objective": OBJECTIVES,
+                            "train.device": DEVICES},
+                   positive=("train.beta", "train.lr", "train.gamma"),
+                   at_least_one=("train.steps", "train.batch_size", "train.log_every",
+                                 "train.c_steps", "model.latents"))
+        if self.train.c_max < 0:
+            raise ConfigError(f"train.c_max must be >= 0, got {self.train.c_max}")
 
 
 def _sections(cfg: Sectioned) -> dict:

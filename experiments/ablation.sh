@@ -30,7 +30,8 @@ if [ "$phase" != evaluate ]; then
 fi
 if [ "$phase" != train ]; then
   for name in "${runs[@]}"; do
-    dsae evaluate "$out/$name" --judge "$out/judge.pt" --draws 3 --max-clips 900 > /dev/null
+    [ "$out/$name/evaluation.json" -nt "$out/$name/checkpoint.pt" ] ||
+      dsae evaluate "$out/$name" --judge "$out/judge.pt" --draws 3 --max-clips 900 > /dev/null
   done
   python experiments/ablation_table.py "$out"
 fi
