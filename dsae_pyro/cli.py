@@ -149,6 +149,10 @@ def _cmd_train(args) -> int:
     from .report import write_report
     from .train import fit, load_checkpoint
 
+    from .distributed import launched_by_torchrun
+
+    if launched_by_torchrun() and not args.out:
+        raise ConfigError("under torchrun pass --out DIR, so that every process uses one run folder")
     overrides = list(args.overrides)
     for name in ("guide", "prior", "decoder", "likelihood"):
         if getattr(args, name):
