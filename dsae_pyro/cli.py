@@ -146,10 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_train(args) -> int:
     from .config import Config
     from .data import load_dataset
+    from .distributed import launched_by_torchrun
     from .report import write_report
     from .train import fit, load_checkpoint
-
-    from .distributed import launched_by_torchrun
 
     if launched_by_torchrun() and not args.out:
         raise ConfigError("under torchrun pass --out DIR, so that every process uses one run folder")
