@@ -67,6 +67,10 @@ def test_presets_are_valid_and_printable(capsys):
     assert main(["presets", "paper"]) == 0
     text = capsys.readouterr().out
     assert "conv_channels = [256, 256, 256, 256]" in text and "lr = 2e-4" in text
+    assert main(["presets", "--betavae"]) == 0
+    assert set(capsys.readouterr().out.split()) == {"cpu", "paper"}
+    assert main(["presets", "--betavae", "paper"]) == 0
+    assert "c_steps = 100000" in capsys.readouterr().out
 
 
 @pytest.mark.skipif(not SHEETS.is_dir(), reason="LPC sheets (../shared) absent")
