@@ -46,7 +46,7 @@ def traversal_figure(frames: torch.Tensor, values: np.ndarray, kl: list[float],
     d, n, b = frames.shape[:3]
     order = np.argsort(kl)[::-1]
     labels = _labels(kl, factor_of)
-    fig = Figure(figsize=(3.2 * b + 1.5, 0.36 * d + 0.8), dpi=100)
+    fig = Figure(figsize=(0.5 * n * b + 1.5, 0.5 * d + 1.0), dpi=100)  # ~64 px per image
     axes = np.atleast_1d(fig.subplots(1, b))
     for j, ax in enumerate(axes):
         rows = [torch.cat(list(frames[i, :, j]), dim=1) for i in order]  # values side by side
