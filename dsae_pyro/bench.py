@@ -12,6 +12,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import pyro
 import torch
@@ -51,7 +52,14 @@ def manual_loss(model: DSAE, guide: Guide, x: torch.Tensor, kl_weight: float = 1
 
 
 def manual_step(model: DSAE, guide: Guide, optim: torch.optim.Optimizer, x: torch.Tensor) -> float:
-    loss = manual_loss(model, guide, x)
+    """One optimiser step on manual_loss, without distribution argument checks (as a hand-written
+    training loop would run)."""
+    old = torch.distributions.Distribution._validate_args
+    torch.distributions.Distribution.set_default_validate_args(False)
+    try:
+        loss = manual_loss(model, guide, x)
+    finally:
+        torch.distributions.Distribution.set_default_validate_args(old)
     optim.zero_grad(set_to_none=True)
     loss.backward()
     optim.step()
@@ -81,22 +89,28 @@ def side_by_side(steps: dict[str, Callable[[], object]], repeats: int, device: t
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def fresh(cfg: Config, device: torch.device, seed: int = 0) -> tuple[DSAE, Guide]:
+def fresh(cfg: Config, device: torch.device, seed: int = 0, channels_last: bool = False
+          ) -> tuple[DSAE, Guide]:
+    """A model and guide with the same initial weights for a given seed."""
     torch.manual_seed(seed)
-    return DSAE(cfg.model).to(device).train(), make_guide(cfg.model).to(device).train()
+    model, guide = DSAE(cfg.model).to(device).train(), make_guide(cfg.model).to(device).train()
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+        guide.to(memory_format=torch.channels_last)
+    return model, guide
 
 
 def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[str, Callable]:
     """The training step written several ways, each on its own copy of the same networks."""
     lr = cfg.train.lr
     variants = {}
+    for cl, name in ((False, "hand-written PyTorch"), (True, "hand-written + channels_last")):
+        model, guide = fresh(cfg, device, channels_last=cl)
+        optim = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr)
+        variants[name] = partial(manual_step, model, guide, optim, x)
 
-    model, guide = fresh(cfg, device)
-    optim = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr)
-    variants["hand-written PyTorch"] = lambda: manual_step(model, guide, optim, x)
-
-    def svi_step(validate: bool):
-        m, g = fresh(cfg, device)
+    def svi_step(validate: bool, channels_last: bool):
+        m, g = fresh(cfg, device, channels_last=channels_last)
         svi = SVI(m.model, g, Adam({"lr": lr}), Trace_ELBO())
 
         def step():
@@ -104,14 +118,15 @@ def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[st
                 return svi.step(x)
         return step
 
-    variants["Pyro SVI, validation on"] = svi_step(True)
-    variants["Pyro SVI (as trained)"] = svi_step(False)
+    variants["Pyro SVI (as trained: channels_last)"] = svi_step(False, True)
+    variants["Pyro SVI, contiguous weights"] = svi_step(False, False)
+    variants["Pyro SVI, validation on"] = svi_step(True, True)
 
-    m2, g2 = fresh(cfg, device)
+    m2, g2 = fresh(cfg, device, channels_last=True)
     optim2 = torch.optim.Adam([*m2.parameters(), *g2.parameters()], lr=lr)
     elbo = Trace_ELBO()
 
-    def lean_step():  # Pyro's ELBO, one torch optimiser, no float() per step
+    def lean_step():  # Pyro's ELBO, one multi-tensor torch optimiser instead of SVI's per-param ones
         with pyro.validation_enabled(False):
             loss = elbo.differentiable_loss(m2.model, g2, x)
         optim2.zero_grad(set_to_none=True)
@@ -119,18 +134,7 @@ def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[st
         optim2.step()
         return loss.detach()
 
-    variants["Pyro ELBO + torch.optim (lean)"] = lean_step
-
-    m3, g3 = fresh(cfg, device)
-    m3.to(memory_format=torch.channels_last)
-    g3.to(memory_format=torch.channels_last)
-    svi3 = SVI(m3.model, g3, Adam({"lr": lr}), Trace_ELBO())
-
-    def channels_last_step():
-        with pyro.validation_enabled(False):
-            return svi3.step(x)
-
-    variants["Pyro SVI + channels_last weights"] = channels_last_step
+    variants["Pyro ELBO + one torch.optim.Adam, channels_last"] = lean_step
     return variants
 
 
@@ -160,19 +164,19 @@ def bench_steps(cfg: Config, device: torch.device, batch: int, repeats: int,
     torch.manual_seed(0)
     x = torch.rand(batch, cfg.model.frames, *cfg.model.image_shape, device=device)
     variants = step_variants(cfg, device, x)
-    if compile_nets:
-        m, g = fresh(cfg, device)
+    if compile_nets and not only:
+        m, g = fresh(cfg, device, channels_last=True)
         m.decoder, g.encoder = torch.compile(m.decoder), torch.compile(g.encoder)
         svi = SVI(m.model, g, Adam({"lr": cfg.train.lr}), Trace_ELBO())
         try:  # the first call compiles (a C++ toolchain on CPU); keep the variant if it works
             start = time.perf_counter()
             svi.step(x)
             print(f"torch.compile: first step (compiling) took {time.perf_counter() - start:.0f}s")
-            variants["Pyro SVI + torch.compile(encoder, decoder)"] = lambda: svi.step(x)
+            variants["Pyro SVI + torch.compile(encoder, decoder), channels_last"] = lambda: svi.step(x)
         except Exception as e:  # noqa: BLE001 - report and go on without it
             print(f"torch.compile failed, variant skipped: {type(e).__name__}: {e}"[:300])
     if device.type == "cuda":
-        m, g = fresh(cfg, device)
+        m, g = fresh(cfg, device, channels_last=True)
         svi_bf16 = SVI(m.model, g, Adam({"lr": cfg.train.lr}), Trace_ELBO())
 
         def bf16_step():
@@ -261,19 +265,22 @@ def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     lines = ["# Benchmarks", "", f"Written by `dsae bench` on {time.strftime('%Y-%m-%d %H:%M')}.",
              f"Machine: {machine()}; device {device}.", ""]
-    base = "hand-written PyTorch"
+    base, plain, trained = ("hand-written + channels_last", "hand-written PyTorch",
+                            "Pyro SVI (as trained: channels_last)")
     for name in presets:
         cfg = load_preset(name)
         batch, reps, only = cfg.train.batch_size, repeats, ()
         if name == "paper" and device.type == "cpu":  # ~5 s a step on 2 cores: the two, briefly
-            batch, reps, only = 2, 3, (base, "Pyro SVI (as trained)")
+            batch, reps, only = 2, 3, (base, trained)
         log(f"steps: preset {name}, batch {batch}, {reps} interleaved repeats ...")
         t = bench_steps(cfg, device, batch, reps, only, compile_nets)
-        rows = [(k, f"{1000 * v:.1f}", f"{v / t[base]:.3f}", f"{batch / v:.1f}")
+        rows = [(k, f"{1000 * v:.1f}", f"{v / t[base]:.3f}",
+                 f"{v / t[plain]:.3f}" if plain in t else "", f"{batch / v:.1f}")
                 for k, v in t.items()]
         lines += [f"## Training step, preset `{name}` (batch {batch}, median of {reps}, variants "
                   "interleaved)", ""]
-        lines += _table(("step", "ms", "ratio to hand-written", "clips/s"), rows)
+        lines += _table(("step", "ms", "ratio to hand-written + channels_last",
+                         "ratio to plain hand-written", "clips/s"), rows)
         lines += [f"Peak memory after this preset: {peak_memory(device)}.", ""]
         log("\n".join(lines[-len(rows) - 5:]))
     if data:

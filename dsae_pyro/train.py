@@ -104,6 +104,9 @@ class Run:
         pyro.set_rng_seed(cfg.train.seed)  # the same initial weights on every rank
         device = device or (world.device if world.size > 1 else pick_device(cfg.train.device))
         model, guide = DSAE(cfg.model).to(device), make_guide(cfg.model).to(device)
+        # channels_last conv weights: 7% faster steps at the cpu preset (BENCHMARKS.md)
+        model.to(memory_format=torch.channels_last)
+        guide.to(memory_format=torch.channels_last)
         t = cfg.train
         optim = Adam({"lr": t.lr, "betas": (t.beta1, t.beta2)})
         elbo_cls = Trace_ELBO if t.elbo == "trace" else TraceMeanField_ELBO
