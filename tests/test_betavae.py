@@ -60,7 +60,7 @@ def test_objective_b_is_recon_plus_gamma_abs_kl_minus_capacity():
     pyro.set_rng_seed(7)
     loss = objective(vae.model, vae.guide, x)
     want = 3 * (-log_lik / 3 + 100.0 * (kl.mean() - 10.0).abs())
-    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+    assert loss.item() == pytest.approx(float(want), rel=1e-5)
     loss.backward()  # differentiable through the traces
     assert vae.encoder[0].weight.grad.abs().sum() > 0
     assert [capacity(s, 25, 100) for s in (0, 50, 100, 500)] == [0, 12.5, 25, 25]
