@@ -191,7 +191,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if path.is_dir():
         path = path / CHECKPOINT
     if not path.is_file():
-        raise TrainingError(f"no checkpoint at {path}; train first with `dsae train --out DIR`")
+        raise TrainingError(f"no checkpoint at {path}; train first with `dsae train --out DIR` "
+                            "(or `dsae betavae train --out DIR`)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - a torn or foreign file
@@ -218,6 +219,9 @@ def check_compatible(ckpt: dict, cfg: Config, data_id: str) -> None:
 def load_run(path: str | os.PathLike, device: torch.device | None = None) -> Run:
     """A Run rebuilt from a checkpoint (file or run folder), ready to generate or resume."""
     ckpt = load_checkpoint(path)
+    if ckpt.get("kind") == "betavae":
+        raise TrainingError(f"{path} is a beta-VAE checkpoint; use `dsae betavae evaluate` or "
+                            "`dsae betavae traverse`")
     cfg = Config.from_dict(ckpt["config"])
     run = Run.create(cfg, device or pick_device("auto"))
     run.restore(ckpt)

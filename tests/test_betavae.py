@@ -121,5 +121,8 @@ def test_cli_train_evaluate_traverse(tmp_path, small, capsys):
     assert main(["betavae", "train", "--set", "train.beta=0", "--out", str(tmp_path / "x")]) == 2
     assert "train.beta must be > 0" in capsys.readouterr().err
     assert main(["betavae", "evaluate", str(tmp_path / "nothing")]) == 2
+    capsys.readouterr()
+    assert main(["swap", str(run)]) == 2  # a DSAE command on a beta-VAE run: named, not a crash
+    assert "beta-VAE checkpoint" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="model.arch"):
         BetaVAEConfig().override(["model.arch=resnet"])
