@@ -32,6 +32,10 @@ class World:
         """Rank 0: the process that writes checkpoints, history and figures."""
         return self.rank == 0
 
+    def noise_seed(self, seed: int, epoch: int = 0) -> int:
+        """A seed for this rank's sampling noise, distinct per rank and per resumed epoch."""
+        return seed + 7919 * self.rank + 104_729 * epoch
+
     def shard(self, batch: torch.Tensor) -> torch.Tensor:
         """This rank's part of a global batch of indices (a distributed sampler: the ranks draw
         the same seeded permutation and each takes its own contiguous slice of every batch)."""
