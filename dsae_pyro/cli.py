@@ -386,7 +386,7 @@ def _add_betavae_parser(sub) -> None:
 
 
 BETAVAE_EXAMPLES = """examples:
-  dsae betavae train                              # cpu preset: objective and budget of BENCHMARKS
+  dsae betavae train                              # cpu preset: objective H, beta 16, 4,000 steps
   dsae betavae train --objective H --beta 4 --out runs/bvae-h4
   dsae betavae train --preset paper --out runs/burgess   # Burgess et al. (a GPU job)
   dsae betavae evaluate runs/bvae-h4              # MIG, FactorVAE and beta-VAE metrics
