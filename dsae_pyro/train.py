@@ -75,6 +75,13 @@ def set_rng_state(rng: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def refuse_overwrite(run_dir: Path, resume: bool) -> None:
+    """A run folder that holds a checkpoint is only continued (--resume), never trained over."""
+    if (run_dir / CHECKPOINT).exists() and not resume:
+        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or "
+                            "choose another --out folder")
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     """torch.save, atomically: a crash mid-write keeps the previous file."""
     atomic_write(path, lambda fh: torch.save(state, fh))
@@ -243,9 +250,7 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
     data_id = dataset_identity(cfg.data.name, cfg.data.path, cfg.data.seed)
-    if ckpt_path.exists() and not resume:
-        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                            "choose another --out folder")
+    refuse_overwrite(run_dir, resume)
     world = setup(cfg.train.device)
     run = Run.create(cfg, world=world)
     if resume and ckpt_path.exists():

@@ -25,6 +25,7 @@ from ..train import (
     load_checkpoint,
     optim_state,
     pick_device,
+    refuse_overwrite,
     rng_state,
     save_checkpoint,
     set_optim_state,
@@ -141,9 +142,7 @@ def fit_betavae(cfg: BetaVAEConfig, data: DSprites, run_dir: str | os.PathLike,
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
     data_id = data_identity(cfg.data.path)
-    if ckpt_path.exists() and not resume:
-        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                            "choose another --out folder")
+    refuse_overwrite(run_dir, resume)
     run = BetaVAERun.create(cfg)
     if resume and ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path)
