@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import (
     DECODERS,
+    F_SOURCES,
     GUIDES,
     LIKELIHOODS,
     PRIORS,
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                                  ("likelihood", LIKELIHOODS, "p(x | f, z)")):
         p.add_argument(f"--{name}", choices=choices, help=f"{help_} (default: the preset's)")
     _add_data_args(p)
+    p.add_argument("--f-source", choices=F_SOURCES,
+                   help="which clip q(f) reads in training: self (unsupervised, default) or "
+                        "sibling (another clip of the same character: weak supervision)")
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset field, e.g. --set train.lr=5e-4 (repeatable)")
@@ -160,6 +164,8 @@ def _cmd_train(args) -> int:
         overrides.append(f"data.name={args.data}")
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.f_source is not None:
+        overrides.append(f"train.f_source={args.f_source}")
     if args.resume:  # a resumed run keeps its own settings unless told otherwise
         if not args.out or not (Path(args.out) / "checkpoint.pt").exists():
             raise ConfigError(f"--resume: no checkpoint in {args.out or 'the --out folder'}; "

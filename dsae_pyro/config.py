@@ -23,6 +23,7 @@ PRIORS = ("lstm", "improved")
 DECODERS = ("conv", "improved")
 LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
 ELBOS = ("trace", "meanfield")
+F_SOURCES = ("self", "sibling")
 DATASETS = ("synthetic", "sprites", "npz")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -74,6 +75,10 @@ class TrainConfig:
     beta2: float = 0.999
     elbo: str = "trace"  # trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic KL)
     kl_weight: float = 1.0  # scales log p(f, z) - log q(f, z) through poutine.scale
+    # which clip q(f) reads in training: self (the clip it reconstructs; unsupervised, Li & Mandt)
+    # or sibling (another clip of the same character: weak supervision by identity; any q(f)
+    # still gives a lower bound, and evaluation always reads the clip itself)
+    f_source: str = "self"
     num_particles: int = 1
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
@@ -165,6 +170,7 @@ class Config(Sectioned):
         m = self.model
         self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
                             "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
+                            "train.f_source": F_SOURCES,
                             "data.name": DATASETS, "train.device": DEVICES},
                    positive=("train.kl_weight", "model.x_scale", "train.lr"),
                    at_least_one=("train.epochs", "train.batch_size", "train.num_particles"))

@@ -18,7 +18,7 @@ from torch import nn
 
 from ._naming import unique_name
 from .config import ModelConfig
-from .data import check_batch
+from .data import DataError, check_batch
 from .model import z_site
 from .nets import FrameEncoder, GaussianHead
 
@@ -53,17 +53,24 @@ class Guide(nn.Module):
         """(loc, scale, state) of q(z_t | ...) from frame features h_t (and z_{t-1})."""
         return (*self.z_head(h_t), None)
 
-    def forward(self, x: torch.Tensor, kl_weight: float = 1.0, batch_size: int | None = None):
-        """The Pyro guide: same arguments and site names as `DSAE.model`."""
+    def forward(self, x: torch.Tensor, kl_weight: float = 1.0, batch_size: int | None = None,
+                x_f: torch.Tensor | None = None):
+        """The Pyro guide: same arguments and site names as `DSAE.model`. q(f) reads `x_f` when
+        given (clips of the same characters as x, see train.f_source), else x."""
         if x is None:
             raise ValueError("a guide needs the clips x it encodes; to sample from the prior, "
                              "run the model alone")
         check_batch(x, self.cfg.image_shape)
         pyro.module(self.pyro_name, self)
-        v = self.encoder(x)
+        if x_f is None:
+            v = v_f = self.encoder(x)
+        else:  # one encoder pass over both, so BatchNorm sees one batch
+            if x_f.shape != x.shape:
+                raise DataError(f"x_f {tuple(x_f.shape)} must have the shape of x {tuple(x.shape)}")
+            v, v_f = self.encoder(torch.cat([x, x_f])).chunk(2)
         batch, frames = v.shape[:2]
         with pyro.plate("batch", batch), poutine.scale(scale=kl_weight):
-            loc, scale = self.q_f(v)
+            loc, scale = self.q_f(v_f)
             # q(f | x_1:T): its log-density enters the f term of the ELBO
             f = pyro.sample("f", dist.Normal(loc, scale).to_event(1))
             h = self.z_features(v, f)

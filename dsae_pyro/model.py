@@ -61,8 +61,9 @@ class DSAE(nn.Module):
 
     # --- the model -----------------------------------------------------------------------------
     def model(self, x: torch.Tensor | None = None, kl_weight: float = 1.0,
-              batch_size: int | None = None) -> torch.Tensor:
-        """Pyro model of a batch of clips x (B, T, C, H, W); x=None samples clips instead."""
+              batch_size: int | None = None, x_f: torch.Tensor | None = None) -> torch.Tensor:
+        """Pyro model of a batch of clips x (B, T, C, H, W); x=None samples clips instead.
+        `x_f` is the guide's argument (which clips q(f) reads); the model ignores it."""
         if x is not None:
             check_batch(x, self.cfg.image_shape)
         pyro.module(self.pyro_name, self)

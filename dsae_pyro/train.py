@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyro
 import torch
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from ._io import atomic_write
 from .config import Config, ConfigError
 from .data import Split, dataset_identity, to_tensor
+from .data.labels import other_clips
 from .distributed import DistributedLoss, World, all_equal, setup
 from .guides import Guide, make_guide
 from .model import DSAE
@@ -160,12 +162,17 @@ class Run:
         self.guide.train()
         total, seen = 0.0, 0
         kl = self.cfg.train.kl_weight
+        partner = None
+        if self.cfg.train.f_source == "sibling":  # q(f) reads another clip of each character
+            partner = other_clips(train.character, np.random.default_rng(
+                [self.cfg.train.seed, self.epoch]))
         bar = tqdm(self.batches(len(train), self.epoch), disable=not (progress and self.world.main),
                    leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", unit="batch")
         for idx in bar:
             x = to_tensor(train.x[idx.numpy()], self.device)
-            loss = self.svi.step(x, kl_weight=kl) / self.world.size  # this rank's clips
+            x_f = None if partner is None else to_tensor(train.x[partner[idx.numpy()]], self.device)
+            loss = self.svi.step(x, kl_weight=kl, x_f=x_f) / self.world.size  # this rank's clips
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} in epoch {self.epoch + 1} after {seen} clips; the "
@@ -251,6 +258,11 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
     ckpt_path = run_dir / CHECKPOINT
     data_id = dataset_identity(cfg.data.name, cfg.data.path, cfg.data.seed)
     refuse_overwrite(run_dir, resume)
+    characters = len(np.unique(data["train"].character))
+    if cfg.train.f_source == "sibling" and not 1 < characters < len(data["train"]):
+        raise ConfigError(f"train.f_source = 'sibling' needs character labels with several clips "
+                          f"per character; the training split has {characters} characters in "
+                          f"{len(data['train'])} clips. Use train.f_source=self")
     world = setup(cfg.train.device)
     run = Run.create(cfg, world=world)
     if resume and ckpt_path.exists():

@@ -192,3 +192,15 @@ def test_original_npy_layout(tmp_path):
     (tmp_path / "walk_left_attributes_test.npy").unlink()
     with pytest.raises(SheetError, match="missing .*walk_left_attributes_test.npy"):
         load_npy_layout(tmp_path)
+
+
+def test_other_clips_stay_within_the_character():
+    from dsae_pyro.data.labels import other_clips
+
+    character = np.array([5, 2, 5, 5, 2, 9])
+    rng = np.random.default_rng(0)
+    draws = np.stack([other_clips(character, rng) for _ in range(600)])
+    assert (character[draws] == character).all()
+    assert (draws[:, :5] != np.arange(5)).all() and (draws[:, 5] == 5).all()  # 9 is alone
+    # clip 0's partners (2 and 3) are drawn about equally often
+    assert abs((draws[:, 0] == 2).mean() - 0.5) < 0.1

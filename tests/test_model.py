@@ -196,3 +196,24 @@ def test_improved_decoder_shapes():
     assert type(model.decoder).__name__ == "ImprovedDecoder"
     out = model.decoder(torch.zeros(2, 4), torch.zeros(2, T, 3))
     assert out.shape == (2, T, 3, 64, 64)
+
+
+@pytest.mark.parametrize("guide_name", sorted(GUIDES))
+def test_q_f_reads_x_f_and_q_z_reads_x(guide_name):
+    """With x_f (train.f_source = sibling), f's posterior is the one of x_f alone; z's stays x's
+    (given the same f)."""
+    _, _, guide = build(guide_name)
+    x, y = torch.rand(2, T, 3, 64, 64), torch.rand(2, T, 3, 64, 64)
+
+    def site(trace, name):
+        return trace.nodes[name]["fn"].base_dist.loc
+
+    paired = poutine.trace(guide).get_trace(x, x_f=y)
+    of_y = poutine.trace(guide).get_trace(y)
+    f = {"f": paired.nodes["f"]["value"]}
+    of_x = poutine.trace(poutine.condition(guide, data=f)).get_trace(x)
+    assert torch.allclose(site(paired, "f"), site(of_y, "f"), atol=1e-6)
+    assert not torch.allclose(site(paired, "f"), site(of_x, "f"))
+    assert torch.allclose(site(paired, "z_1"), site(of_x, "z_1"), atol=1e-6)
+    with pytest.raises(ValueError, match="x_f"):
+        guide(x, x_f=y[:1])

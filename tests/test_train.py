@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
@@ -82,3 +83,17 @@ def test_not_a_checkpoint(tmp_path):
         load_checkpoint(tmp_path)
     with pytest.raises(TrainingError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing")
+
+
+def test_sibling_f_source_trains_and_needs_characters(tmp_path, tiny_data):
+    from dsae_pyro.config import ConfigError
+
+    cfg = tiny_config()
+    cfg.train.f_source = "sibling"
+    cfg.train.epochs = 1
+    run = fit(cfg, tiny_data, tmp_path / "a", progress=False)
+    assert run.history[0]["train_loss"] > 0
+    alone = {k: v.subset(slice(None)) for k, v in tiny_data.items()}
+    alone["train"].character = np.arange(len(alone["train"]))  # one clip per character
+    with pytest.raises(ConfigError, match="several clips per character"):
+        fit(cfg, alone, tmp_path / "b", progress=False)
