@@ -75,6 +75,7 @@ class TrainConfig:
     beta2: float = 0.999
     elbo: str = "trace"  # trace: Trace_ELBO; meanfield: TraceMeanField_ELBO (analytic KL)
     kl_weight: float = 1.0  # scales log p(f, z) - log q(f, z) through poutine.scale
+    kl_warmup: int = 0  # steps over which that weight rises linearly from ~0 (0: none)
     # which clip q(f) reads in training: self (the clip it reconstructs; unsupervised, Li & Mandt)
     # or sibling (another clip of the same character: weak supervision by identity; any q(f)
     # still gives a lower bound, and evaluation always reads the clip itself)
@@ -174,6 +175,8 @@ class Config(Sectioned):
                             "data.name": DATASETS, "train.device": DEVICES},
                    positive=("train.kl_weight", "model.x_scale", "train.lr"),
                    at_least_one=("train.epochs", "train.batch_size", "train.num_particles"))
+        if self.train.kl_warmup < 0:
+            raise ConfigError(f"train.kl_warmup must be >= 0 steps, got {self.train.kl_warmup}")
         if len(m.conv_channels) != len(m.conv_strides):
             raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
                               f"got {m.conv_channels} and {m.conv_strides}")

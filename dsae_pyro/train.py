@@ -161,7 +161,6 @@ class Run:
         self.model.train()
         self.guide.train()
         total, seen = 0.0, 0
-        kl = self.cfg.train.kl_weight
         partner = None
         if self.cfg.train.f_source == "sibling":  # q(f) reads another clip of each character
             partner = other_clips(train.character, np.random.default_rng(
@@ -169,7 +168,9 @@ class Run:
         bar = tqdm(self.batches(len(train), self.epoch), disable=not (progress and self.world.main),
                    leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", unit="batch")
-        for idx in bar:
+        first = self.epoch * len(bar)  # steps taken before this epoch
+        for i, idx in enumerate(bar):
+            kl = self.kl_weight(first + i)
             x = to_tensor(train.x[idx.numpy()], self.device)
             x_f = None if partner is None else to_tensor(train.x[partner[idx.numpy()]], self.device)
             loss = self.svi.step(x, kl_weight=kl, x_f=x_f) / self.world.size  # this rank's clips
@@ -181,6 +182,11 @@ class Run:
             total, seen = total + loss, seen + len(idx)
             bar.set_postfix(loss=f"{total / seen:.1f}")
         return total / seen
+
+    def kl_weight(self, step: int) -> float:
+        """train.kl_weight, raised linearly over the first train.kl_warmup steps (KL warm-up)."""
+        t = self.cfg.train
+        return t.kl_weight * min(1.0, (step + 1) / t.kl_warmup) if t.kl_warmup else t.kl_weight
 
     @torch.no_grad()
     def evaluate(self, split: Split, max_clips: int = 0) -> float:
@@ -196,6 +202,12 @@ class Run:
             total += self.elbo.loss(self.model.model, self.guide, x)
         pyro.util.set_rng_state(rng)
         return total / n
+
+
+def pixel_mean(split: Split, device: torch.device, clips: int = 256) -> torch.Tensor:
+    """Mean of each colour channel over evenly spaced training clips."""
+    idx = np.linspace(0, len(split) - 1, min(clips, len(split))).astype(int)
+    return to_tensor(split.x[idx], device).mean(dim=(0, 1, 3, 4))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -271,6 +283,8 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
         run.restore(ckpt)
         if world.size > 1:  # the checkpoint holds rank 0's noise: give each rank its own again
             pyro.set_rng_seed(world.noise_seed(cfg.train.seed, run.epoch))
+    else:
+        run.model.start_at_mean(pixel_mean(data["train"], run.device))
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(cfg.to_toml())

@@ -3,7 +3,7 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from dsae_pyro.train import CHECKPOINT, TrainingError, fit, load_checkpoint, load_run
+from dsae_pyro.train import CHECKPOINT, Run, TrainingError, fit, load_checkpoint, load_run
 
 
 def params(run):
@@ -11,12 +11,16 @@ def params(run):
             **{f"g.{k}": v for k, v in run.guide.state_dict().items()}}
 
 
-def test_resume_ends_with_identical_parameters(tmp_path, tiny_data):
+@pytest.mark.parametrize("train", [{}, {"f_source": "sibling", "kl_warmup": 20}])
+def test_resume_ends_with_identical_parameters(tmp_path, tiny_data, train):
+    """Also with the sibling clips q(f) reads and a KL warm-up that spans the stop."""
     cfg = tiny_config()
+    vars(cfg.train).update(train)
     cfg.train.epochs = 3
     straight = fit(cfg, tiny_data, tmp_path / "a", progress=False)
 
     cfg2 = tiny_config()
+    vars(cfg2.train).update(train)
     cfg2.train.epochs = 1
     fit(cfg2, tiny_data, tmp_path / "b", progress=False)  # "dies" after epoch 1
     cfg2.train.epochs = 3
@@ -97,3 +101,23 @@ def test_sibling_f_source_trains_and_needs_characters(tmp_path, tiny_data):
     alone["train"].character = np.arange(len(alone["train"]))  # one clip per character
     with pytest.raises(ConfigError, match="several clips per character"):
         fit(cfg, alone, tmp_path / "b", progress=False)
+
+
+def test_kl_warmup_rises_linearly_to_the_weight():
+    cfg = tiny_config()
+    cfg.train.kl_weight, cfg.train.kl_warmup = 2.0, 4
+    run = Run.create(cfg)
+    assert [run.kl_weight(s) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    cfg.train.kl_warmup = 0
+    assert run.kl_weight(0) == 2.0
+
+
+def test_untrained_decoder_draws_the_mean_pixel():
+    from dsae_pyro.model import DSAE
+
+    model = DSAE(tiny_config().model)
+    mean = torch.tensor([0.1, 0.5, 0.8])
+    model.start_at_mean(mean)
+    torch.nn.init.zeros_(model.decoder.deconv[-1].weight)  # leave only the bias
+    out = model.decode(torch.randn(2, 4), torch.randn(2, 8, 3))
+    assert torch.allclose(out, mean.view(1, 1, 3, 1, 1).expand_as(out), atol=1e-6)

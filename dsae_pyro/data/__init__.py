@@ -16,6 +16,7 @@ import torch
 from .._io import atomic_write
 from .labels import ACTIONS, ATTRIBUTES, DIRECTIONS, SIZE, Split, character_index
 from .sprites import DEFAULT_BASE_URL, SheetError, build_sprites, download_sheets, expected_sha256
+from .synthetic import VERSION as SYNTHETIC_VERSION
 from .synthetic import make_synthetic
 
 __all__ = ["ACTIONS", "ATTRIBUTES", "DIRECTIONS", "DataError", "Split", "SheetError",
@@ -164,5 +165,6 @@ def load_dataset(name: str = "synthetic", path: str = "", seed: int = 423,
 
 def dataset_identity(name: str, path: str = "", seed: int = 423) -> str:
     """A short string naming the data a model was trained on (stored in checkpoints)."""
-    return {"synthetic": f"synthetic(seed={seed})", "sprites": "sprites(lpc)"}.get(
+    synthetic = f"synthetic-v{SYNTHETIC_VERSION}(seed={seed})"  # v1 judges/runs are refused
+    return {"synthetic": synthetic, "sprites": "sprites(lpc)"}.get(
         name, f"npz({Path(path).name})")
