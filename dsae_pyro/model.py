@@ -55,13 +55,6 @@ class DSAE(nn.Module):
             scale = torch.tensor(s, device=out.device)
         return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
 
-    @torch.no_grad()
-    def start_at_mean(self, pixel_mean: torch.Tensor) -> None:
-        """Set the decoder's output bias so that untrained it draws the mean pixel (C,) of the
-        data: otherwise the first epoch goes to learning the black background, and the latents
-        can collapse to the prior meanwhile."""
-        self.decoder.deconv[-1].bias.copy_(torch.logit(pixel_mean.clamp(1e-3, 1 - 1e-3)))
-
     def decode(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Mean frames (B, T, C, H, W) in [0, 1] for f (B, F) and z (B, T, Z)."""
         return torch.sigmoid(self.decoder(f, z))

@@ -204,12 +204,6 @@ class Run:
         return total / n
 
 
-def pixel_mean(split: Split, device: torch.device, clips: int = 256) -> torch.Tensor:
-    """Mean of each colour channel over evenly spaced training clips."""
-    idx = np.linspace(0, len(split) - 1, min(clips, len(split))).astype(int)
-    return to_tensor(split.x[idx], device).mean(dim=(0, 1, 3, 4))
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint on any machine (GPU checkpoints load on a CPU-only one)."""
     path = Path(path)
@@ -283,8 +277,6 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
         run.restore(ckpt)
         if world.size > 1:  # the checkpoint holds rank 0's noise: give each rank its own again
             pyro.set_rng_seed(world.noise_seed(cfg.train.seed, run.epoch))
-    else:
-        run.model.start_at_mean(pixel_mean(data["train"], run.device))
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(cfg.to_toml())
