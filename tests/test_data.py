@@ -204,3 +204,17 @@ def test_other_clips_stay_within_the_character():
     assert (draws[:, :5] != np.arange(5)).all() and (draws[:, 5] == 5).all()  # 9 is alone
     # clip 0's partners (2 and 3) are drawn about equally often
     assert abs((draws[:, 0] == 2).mean() - 0.5) < 0.1
+
+
+def test_synthetic_skin_is_visible_under_every_haircut():
+    """The body label must be observable: with trousers and a long-sleeved top the face is the
+    only skin, and no haircut may cover it (version 1's long hair did, in front view)."""
+    from dsae_pyro.data.synthetic import _LAYERS, render
+
+    skin = _LAYERS[0][1][:, 1]  # main colour of each body value
+    for hair in range(6):
+        attrs = np.array([[body, 0, 0, hair] for body in range(6)])
+        for motion in range(9):
+            x = render(attrs, np.full(6, motion))[:, 0]  # first frame
+            visible = (x == skin[:, None, None, :]).all(-1).sum(axis=(1, 2))
+            assert (visible >= 5).all(), (hair, motion, visible)  # version 1: 0

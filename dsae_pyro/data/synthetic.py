@@ -17,7 +17,10 @@ import numpy as np
 
 from .labels import N_FRAMES, SIZE, Split, character_index, split_characters
 
-VERSION = 2  # part of the data's identity: bump when a change alters the pixels
+# Part of the data's identity: bump when a change alters the pixels. Version 2: distinct skin tones
+# and a face that long hair no longer covers in front view (it hid the body label: the judge's
+# body head stalled at 97.9%).
+VERSION = 2
 
 # --- geometry helpers -------------------------------------------------------------------------
 _YY, _XX = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
@@ -178,8 +181,9 @@ def _hair(p, style, view):
     cap = _ellipse((hy - 1, hx + back), 7.6, 7.4) & (_YY < hy - 1.5)
     if style == 0:  # short crop
         _paint(m, cap, 1)
-    elif style == 1:  # long hair down to the shoulders
-        _paint(m, _rect(hy - 2, hy + 9, hx - 7 + 5 * back, hx + 7.5), 2)
+    elif style == 1:  # long hair down to the shoulders, framing the face (it stays visible)
+        hair = _rect(hy - 2, hy + 9, hx - 7 + 5 * back, hx + 7.5)
+        _paint(m, hair & (np.abs(_XX - hx) >= 4.5) if view == "front" else hair, 2)
         _paint(m, cap, 1)
     elif style == 2:  # spikes
         saw = (hy - 7) - 4 * np.abs(((_XX - hx) % 4) - 2) / 2
@@ -223,8 +227,7 @@ def _palette(mains, detail):
 
 
 _LAYERS = [  # (draw function, palette); order is the compositing order
-    # skin tones at least ~90 RGB units apart: the face is small, and version 1's two near pairs
-    # capped the judge's body head at 97.9%
+    # skin tones at least ~90 RGB units apart (version 1 had two near pairs)
     (_body, _palette([[255, 224, 189], [235, 160, 80], [175, 105, 45], [85, 50, 20],
                       [140, 140, 210], [160, 200, 120]], [20, 20, 60])),
     (_bottom, _palette([[40, 60, 150], [120, 70, 30], [30, 110, 50], [90, 90, 90],
