@@ -183,7 +183,7 @@ def _hair(p, style, view):
         _paint(m, cap, 1)
     elif style == 1:  # long hair down to the shoulders, framing the face (it stays visible)
         hair = _rect(hy - 2, hy + 9, hx - 7 + 5 * back, hx + 7.5)
-        _paint(m, hair & (np.abs(_XX - hx) >= 4.5) if view == "front" else hair, 2)
+        _paint(m, hair & (np.abs(_XX - hx) >= 5.5) if view == "front" else hair, 2)
         _paint(m, cap, 1)
     elif style == 2:  # spikes
         saw = (hy - 7) - 4 * np.abs(((_XX - hx) % 4) - 2) / 2
