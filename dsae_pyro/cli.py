@@ -13,6 +13,7 @@ from .config import (
     GUIDES,
     LIKELIHOODS,
     PRIORS,
+    Z_SOURCES,
     ConfigError,
     available_presets,
     load_preset,
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--f-source", choices=F_SOURCES,
                    help="which clip q(f) reads in training: self (unsupervised, default) or "
                         "sibling (another clip of the same character: weak supervision)")
+    p.add_argument("--z-source", choices=Z_SOURCES,
+                   help="which view q(z_1:T) reads in training: self (default) or recolour "
+                        "(colours scrambled per clip, so colours must come from f)")
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset field, e.g. --set train.lr=5e-4 (repeatable)")
@@ -164,8 +168,9 @@ def _cmd_train(args) -> int:
         overrides.append(f"data.name={args.data}")
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    if args.f_source is not None:
-        overrides.append(f"train.f_source={args.f_source}")
+    for name in ("f_source", "z_source"):
+        if getattr(args, name) is not None:
+            overrides.append(f"train.{name}={getattr(args, name)}")
     if args.resume:  # a resumed run keeps its own settings unless told otherwise
         if not args.out or not (Path(args.out) / "checkpoint.pt").exists():
             raise ConfigError(f"--resume: no checkpoint in {args.out or 'the --out folder'}; "

@@ -24,6 +24,7 @@ DECODERS = ("conv", "improved")
 LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
 ELBOS = ("trace", "meanfield")
 F_SOURCES = ("self", "sibling")
+Z_SOURCES = ("self", "recolour")
 DATASETS = ("synthetic", "sprites", "npz")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -80,6 +81,9 @@ class TrainConfig:
     # or sibling (another clip of the same character: weak supervision by identity; any q(f)
     # still gives a lower bound, and evaluation always reads the clip itself)
     f_source: str = "self"
+    # which view q(z_1:T) reads in training: self, or recolour (colours scrambled per clip, so z
+    # cannot carry skin and clothes colours: unsupervised)
+    z_source: str = "self"
     num_particles: int = 1
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
@@ -171,7 +175,7 @@ class Config(Sectioned):
         m = self.model
         self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
                             "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
-                            "train.f_source": F_SOURCES,
+                            "train.f_source": F_SOURCES, "train.z_source": Z_SOURCES,
                             "data.name": DATASETS, "train.device": DEVICES},
                    positive=("train.kl_weight", "model.x_scale", "train.lr"),
                    at_least_one=("train.epochs", "train.batch_size", "train.num_particles"))

@@ -53,21 +53,31 @@ class Guide(nn.Module):
         """(loc, scale, state) of q(z_t | ...) from frame features h_t (and z_{t-1})."""
         return (*self.z_head(h_t), None)
 
+    def features(self, x: torch.Tensor, x_f: torch.Tensor | None = None,
+                 x_z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame features (B, T, D) that q(f) and q(z_1:T) read: of x, or of the stand-ins x_f
+        and x_z when given (training views, see `data.views`), in one encoder pass so that
+        BatchNorm sees one batch."""
+        if x_f is None and x_z is None:
+            v = self.encoder(x)
+            return v, v
+        views = [x if x_f is None else x_f, x if x_z is None else x_z]
+        for name, view in (("x_f", x_f), ("x_z", x_z)):
+            if view is not None and view.shape != x.shape:
+                raise DataError(f"{name} {tuple(view.shape)} must have the shape of x "
+                                f"{tuple(x.shape)}")
+        return self.encoder(torch.cat(views)).chunk(2)
+
     def forward(self, x: torch.Tensor, kl_weight: float = 1.0, batch_size: int | None = None,
-                x_f: torch.Tensor | None = None):
-        """The Pyro guide: same arguments and site names as `DSAE.model`. q(f) reads `x_f` when
-        given (clips of the same characters as x, see train.f_source), else x."""
+                x_f: torch.Tensor | None = None, x_z: torch.Tensor | None = None):
+        """The Pyro guide: same arguments and site names as `DSAE.model`. q(f) reads `x_f` and
+        q(z_1:T) reads `x_z` when given (train.f_source, train.z_source), else x."""
         if x is None:
             raise ValueError("a guide needs the clips x it encodes; to sample from the prior, "
                              "run the model alone")
         check_batch(x, self.cfg.image_shape)
         pyro.module(self.pyro_name, self)
-        if x_f is None:
-            v = v_f = self.encoder(x)
-        else:  # one encoder pass over both, so BatchNorm sees one batch
-            if x_f.shape != x.shape:
-                raise DataError(f"x_f {tuple(x_f.shape)} must have the shape of x {tuple(x.shape)}")
-            v, v_f = self.encoder(torch.cat([x, x_f])).chunk(2)
+        v_f, v = self.features(x, x_f, x_z)
         batch, frames = v.shape[:2]
         with pyro.plate("batch", batch), poutine.scale(scale=kl_weight):
             loc, scale = self.q_f(v_f)

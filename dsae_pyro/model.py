@@ -61,9 +61,10 @@ class DSAE(nn.Module):
 
     # --- the model -----------------------------------------------------------------------------
     def model(self, x: torch.Tensor | None = None, kl_weight: float = 1.0,
-              batch_size: int | None = None, x_f: torch.Tensor | None = None) -> torch.Tensor:
+              batch_size: int | None = None, x_f: torch.Tensor | None = None,
+              x_z: torch.Tensor | None = None) -> torch.Tensor:
         """Pyro model of a batch of clips x (B, T, C, H, W); x=None samples clips instead.
-        `x_f` is the guide's argument (which clips q(f) reads); the model ignores it."""
+        `x_f` and `x_z` are the guide's (what q(f) and q(z) read); the model ignores them."""
         if x is not None:
             check_batch(x, self.cfg.image_shape)
         pyro.module(self.pyro_name, self)

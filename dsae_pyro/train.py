@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ._io import atomic_write
 from .config import Config, ConfigError
 from .data import Split, dataset_identity, to_tensor
-from .data.labels import other_clips
+from .data.views import other_clips, recolour
 from .distributed import DistributedLoss, World, all_equal, setup
 from .guides import Guide, make_guide
 from .model import DSAE
@@ -161,10 +161,11 @@ class Run:
         self.model.train()
         self.guide.train()
         total, seen = 0.0, 0
+        t = self.cfg.train
         partner = None
-        if self.cfg.train.f_source == "sibling":  # q(f) reads another clip of each character
-            partner = other_clips(train.character, np.random.default_rng(
-                [self.cfg.train.seed, self.epoch]))
+        if t.f_source == "sibling":  # q(f) reads another clip of each character
+            partner = other_clips(train.character, np.random.default_rng([t.seed, self.epoch]))
+        colours = torch.Generator().manual_seed(t.seed * 100_003 + self.epoch + 7)
         bar = tqdm(self.batches(len(train), self.epoch), disable=not (progress and self.world.main),
                    leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", unit="batch")
@@ -173,7 +174,8 @@ class Run:
             kl = self.kl_weight(first + i)
             x = to_tensor(train.x[idx.numpy()], self.device)
             x_f = None if partner is None else to_tensor(train.x[partner[idx.numpy()]], self.device)
-            loss = self.svi.step(x, kl_weight=kl, x_f=x_f) / self.world.size  # this rank's clips
+            x_z = recolour(x, colours) if t.z_source == "recolour" else None
+            loss = self.svi.step(x, kl_weight=kl, x_f=x_f, x_z=x_z) / self.world.size
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} in epoch {self.epoch + 1} after {seen} clips; the "

@@ -195,7 +195,7 @@ def test_original_npy_layout(tmp_path):
 
 
 def test_other_clips_stay_within_the_character():
-    from dsae_pyro.data.labels import other_clips
+    from dsae_pyro.data.views import other_clips
 
     character = np.array([5, 2, 5, 5, 2, 9])
     rng = np.random.default_rng(0)
@@ -218,3 +218,19 @@ def test_synthetic_skin_is_visible_under_every_haircut():
             x = render(attrs, np.full(6, motion))[:, 0]  # first frame
             visible = (x == skin[:, None, None, :]).all(-1).sum(axis=(1, 2))
             assert (visible >= 5).all(), (hair, motion, visible)  # version 1: 0
+
+
+def test_recolour_permutes_and_scales_each_clips_channels():
+    from dsae_pyro.data.views import recolour
+
+    x = torch.rand(64, 2, 3, 4, 4) * 0.5  # below 1/1.4: no clipping
+    y = recolour(x, torch.Generator().manual_seed(0))
+    for i in range(len(x)):
+        gains = []
+        for c in range(3):  # output channel c is a gain times some input channel, in every frame
+            ratios = {src: y[i, :, c] / x[i, :, src] for src in range(3)}
+            src = next(s for s, r in ratios.items() if torch.allclose(r, r.flatten()[0]))
+            gains.append((src, float(ratios[src].flatten()[0])))
+        assert sorted(s for s, _ in gains) == [0, 1, 2]  # a permutation ...
+        assert [s for s, _ in gains] != [0, 1, 2]  # ... never the identity
+        assert all(0.6 <= g <= 1.4 for _, g in gains)

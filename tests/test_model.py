@@ -199,9 +199,9 @@ def test_improved_decoder_shapes():
 
 
 @pytest.mark.parametrize("guide_name", sorted(GUIDES))
-def test_q_f_reads_x_f_and_q_z_reads_x(guide_name):
+def test_q_f_reads_x_f_and_q_z_reads_x_z(guide_name):
     """With x_f (train.f_source = sibling), f's posterior is the one of x_f alone; z's stays x's
-    (given the same f)."""
+    (given the same f); with x_z (train.z_source = recolour) the other way round."""
     _, _, guide = build(guide_name)
     x, y = torch.rand(2, T, 3, 64, 64), torch.rand(2, T, 3, 64, 64)
 
@@ -217,3 +217,11 @@ def test_q_f_reads_x_f_and_q_z_reads_x(guide_name):
     assert torch.allclose(site(paired, "z_1"), site(of_x, "z_1"), atol=1e-6)
     with pytest.raises(ValueError, match="x_f"):
         guide(x, x_f=y[:1])
+
+    # and q(z_1:T) reads x_z: z's posterior is the one of y (given the same f), f's stays x's
+    crossed = poutine.trace(guide).get_trace(x, x_z=y)
+    f = {"f": crossed.nodes["f"]["value"]}
+    of_y = poutine.trace(poutine.condition(guide, data=f)).get_trace(y)
+    of_x = poutine.trace(guide).get_trace(x)
+    assert torch.allclose(site(crossed, "z_1"), site(of_y, "z_1"), atol=1e-6)
+    assert torch.allclose(site(crossed, "f"), site(of_x, "f"), atol=1e-6)

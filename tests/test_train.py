@@ -11,7 +11,8 @@ def params(run):
             **{f"g.{k}": v for k, v in run.guide.state_dict().items()}}
 
 
-@pytest.mark.parametrize("train", [{}, {"f_source": "sibling", "kl_warmup": 20}])
+@pytest.mark.parametrize("train", [{}, {"f_source": "sibling", "z_source": "recolour",
+                                    "kl_warmup": 20}])
 def test_resume_ends_with_identical_parameters(tmp_path, tiny_data, train):
     """Also with the sibling clips q(f) reads and a KL warm-up that spans the stop."""
     cfg = tiny_config()

@@ -31,20 +31,6 @@ def split_characters(seed: int = 423) -> tuple[np.ndarray, np.ndarray]:
     return perm[:N_TRAIN_CHARACTERS], perm[N_TRAIN_CHARACTERS:]
 
 
-def other_clips(character: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """For every clip, the index of a uniformly drawn other clip of the same character (the clip
-    itself where its character has no other clip)."""
-    character = np.asarray(character)
-    order = np.argsort(character, kind="stable")
-    grouped = character[order]
-    start = np.searchsorted(grouped, grouped, side="left")
-    size = np.searchsorted(grouped, grouped, side="right") - start
-    shift = np.where(size > 1, rng.integers(1, np.maximum(size, 2)), 0)  # 1..size-1 or 0
-    out = np.empty_like(order)
-    out[order] = order[start + (np.arange(len(order)) - start + shift) % size]
-    return out
-
-
 @dataclass
 class Split:
     """One split of a Sprites-like dataset, stored compactly as the original pixels.

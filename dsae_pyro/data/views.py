@@ -1,0 +1,42 @@
+"""Views of a training batch that a guide may read in place of the clips it reconstructs.
+
+Any q(f, z_1:T) gives a lower bound on log p(x), so what the guide reads is a choice about what
+the latents can learn, not about the objective (see `train.f_source` and `train.z_source`):
+- `other_clips`: another clip of the same character, for q(f): f can then hold only what a
+  character's clips share (weak supervision by identity);
+- `recolour`: the clip with its colours scrambled, for q(z): z_1:T then cannot learn colours, so
+  skin and clothes colours must come from f (unsupervised, like C-DSVAE's motion augmentation).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+
+_PERMUTATIONS = torch.tensor([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])
+
+
+def other_clips(character: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For every clip, the index of a uniformly drawn other clip of the same character (the clip
+    itself where its character has no other clip)."""
+    character = np.asarray(character)
+    order = np.argsort(character, kind="stable")
+    grouped = character[order]
+    start = np.searchsorted(grouped, grouped, side="left")
+    size = np.searchsorted(grouped, grouped, side="right") - start
+    shift = np.where(size > 1, rng.integers(1, np.maximum(size, 2)), 0)  # 1..size-1 or 0
+    out = np.empty_like(order)
+    out[order] = order[start + (np.arange(len(order)) - start + shift) % size]
+    return out
+
+
+def recolour(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clips (B, T, 3, H, W) with, per clip, the colour channels permuted (never left in place)
+    and each channel scaled by a gain in [0.6, 1.4], clipped to [0, 1]."""
+    b = x.shape[0]
+    perm = _PERMUTATIONS[torch.randint(len(_PERMUTATIONS), (b,), generator=generator)]
+    gain = 0.6 + 0.8 * torch.rand(b, 1, 3, 1, 1, generator=generator)
+    shuffled = x[torch.arange(b)[:, None], :, perm.to(x.device)].transpose(1, 2)
+    return (shuffled * gain.to(x.device)).clamp_(0, 1)
