@@ -226,9 +226,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def check_compatible(ckpt: dict, cfg: Config, data_id: str) -> None:
     """Refuse to resume a checkpoint whose networks or data differ from this run's."""
     saved = Config.from_dict(ckpt["config"])
-    if saved.model != cfg.model:
-        diffs = [f"{k}: checkpoint {v!r} vs now {getattr(cfg.model, k)!r}"
-                 for k, v in vars(saved.model).items() if getattr(cfg.model, k) != v]
+    # x_scale shapes no network (a fixed pixel scale; a learned one is restored from the weights),
+    # so a run may continue with another one: a sharper likelihood after a loose start
+    diffs = [f"{k}: checkpoint {v!r} vs now {getattr(cfg.model, k)!r}"
+             for k, v in vars(saved.model).items() if getattr(cfg.model, k) != v and k != "x_scale"]
+    if diffs:
         raise TrainingError("the checkpoint was trained with another model/guide (preset "
                             f"{saved.preset!r}): {'; '.join(diffs)}. Resume with the same preset "
                             "and options, or train into a new --out folder")

@@ -38,7 +38,7 @@ def test_resume_ends_with_identical_parameters(tmp_path, tiny_data, train):
         assert (tmp_path / "b" / name).is_file()
 
 
-def test_refuses_to_overwrite_and_to_resume_another_guide(tmp_path, tiny_data):
+def test_refuses_to_overwrite_and_to_resume_another_network(tmp_path, tiny_data):
     cfg = tiny_config()
     cfg.train.epochs = 1
     fit(cfg, tiny_data, tmp_path, progress=False)
@@ -50,6 +50,10 @@ def test_refuses_to_overwrite_and_to_resume_another_guide(tmp_path, tiny_data):
     bigger = tiny_config(f_dim=8)
     with pytest.raises(TrainingError, match="f_dim"):
         fit(bigger, tiny_data, tmp_path, resume=True, progress=False)
+    sharper = tiny_config(x_scale=0.05)  # the likelihood's scale shapes no network: allowed
+    sharper.train.epochs = 2
+    run = fit(sharper, tiny_data, tmp_path, resume=True, progress=False)
+    assert run.epoch == 2 and load_run(tmp_path).cfg.model.x_scale == 0.05
     cfg.data.path = "other.npz"
     with pytest.raises(TrainingError, match="trained on npz\\(tiny.npz\\)"):
         fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
