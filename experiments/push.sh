@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
-# Issue 3's quality push on real Sprites: the cpu preset, unsupervised for 2 epochs (the ablation's
-# factorized-lstm run), then resumed with q(f) reading a sibling clip of the same character
-# (train.f_source = sibling: weak supervision by identity) up to EPOCHS, then the protocol.
-# Usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [EPOCHS]
-# Re-running it resumes whatever stopped.
+# Issue 3's quality push on real Sprites with the cpu preset's networks, in the phases it was run
+# (experiments/README.md, "The push"): each phase resumes the same run with other training views
+# or likelihood scale; nothing about the networks changes.
+#   epochs 1-2   unsupervised (the ablation's factorized-lstm run)
+#   epochs 3-4   q(f) reads a sibling clip of the same character   (--f-source sibling)
+#   epochs 5-6   ... and q(z) reads the clip with scrambled colours  (--z-source recolour)
+#   epochs 7-END ... with a sharper likelihood                       (model.x_scale = X_SCALE)
+# Usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [END] [X_SCALE]
+# Re-running it resumes whatever stopped; a snapshot of each phase's last epoch is kept.
 set -euo pipefail
-sheets=${1:?usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [EPOCHS]}
+sheets=${1:?usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [END] [X_SCALE]}
 out=${2:-runs/push}
-epochs=${3:-20}
-data=(--data sprites --sheets "$sheets")
+end=${3:-12}
+x_scale=${4:-0.1}
+run="$out/run"
+data=(--data sprites --sheets "$sheets" --out "$run" --no-report --quiet)
 mkdir -p "$out"
-[ -f "$out/judge.pt" ] || dsae judge train "${data[@]}" --out "$out/judge.pt" --quiet
-resume() { [ -f "$1/checkpoint.pt" ] && echo --resume || true; }
-# 1. unsupervised start: the decoder learns to draw while f still sees the clip itself
-[ -f "$out/long/history.json" ] && [ "$(python -c "import json; print(len(json.load(open('$out/long/history.json'))))")" -ge 2 ] ||
-  dsae train "${data[@]}" --epochs 2 --out "$out/long" $(resume "$out/long") --no-report --quiet
-# 2. q(f) reads another clip of the same character, so direction and pose must go through z
-dsae train "${data[@]}" --f-source sibling --epochs "$epochs" --out "$out/long" --resume --quiet
-dsae evaluate "$out/long" --judge "$out/judge.pt" --draws 3
+[ -f "$out/judge.pt" ] || dsae judge train --data sprites --sheets "$sheets" --out "$out/judge.pt" --quiet
+epochs() { [ -f "$run/history.json" ] && python -c "import json; print(len(json.load(open('$run/history.json'))))" || echo 0; }
+phase() {  # phase LAST_EPOCH OPTIONS...: train up to LAST_EPOCH, then keep a snapshot
+  local last=$1; shift
+  if [ "$(epochs)" -lt "$last" ]; then
+    local resume=(); [ -f "$run/checkpoint.pt" ] && resume=(--resume)
+    dsae train "${data[@]}" "${resume[@]}" --epochs "$last" "$@"
+  fi
+  [ -d "$out/e$last" ] || { mkdir -p "$out/e$last" && cp "$run"/{checkpoint.pt,history.json,config.toml} "$out/e$last/"; }
+}
+phase 2
+phase 4 --f-source sibling
+phase 6 --f-source sibling --z-source recolour
+phase "$end" --f-source sibling --z-source recolour --set model.x_scale="$x_scale"
+for snap in "$out"/e*/; do
+  [ -f "$snap/evaluation.json" ] || dsae evaluate "$snap" --judge "$out/judge.pt" --draws 3 --max-clips 900 > /dev/null
+done
+python experiments/push_table.py "$out"

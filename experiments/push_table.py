@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-snaps = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/push/long-snap")
+snaps = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/push")
 figure = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/push_curve.png")
 keys = ("motion", "action", "direction", "body", "bottom", "top", "hair")
 rows = []
