@@ -310,10 +310,12 @@ def _cmd_evaluate(args) -> int:
     from .metrics.protocol import (
         PUBLISHED,
         dsae_generator,
+        judge_clips,
         judge_generated,
         likelihood_bounds,
         markdown_table,
         posterior_pass,
+        reconstructor,
     )
     from .metrics.similarity import cosine_markdown, cosine_table
     from .report import write_html
@@ -329,6 +331,8 @@ def _cmd_evaluate(args) -> int:
     scores = judge_generated(judge.predict, dsae_generator(run.model, run.guide), test,
                              draws=args.draws, seed=args.seed, device=run.device, progress=True)
     scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device)
+    scores["reconstruction"]["judged"] = judge_clips(
+        judge.predict, reconstructor(run.model, run.guide), test, device=run.device)
     bound_clips = test.subset(slice(0, args.iw_clips)) if args.iw_clips else test
     scores["bounds"] = likelihood_bounds(run.model, run.guide, bound_clips, args.iw_samples,
                                          device=run.device, seed=args.seed)
@@ -340,7 +344,10 @@ def _cmd_evaluate(args) -> int:
     b = scores["bounds"]
     table = markdown_table(scores) + (
         f"\nReconstruction MSE {scores['reconstruction']['mse']:.5f}, PSNR "
-        f"{scores['reconstruction']['psnr']:.2f} dB. On {b['clips']} test clips, {b['num_samples']} "
+        f"{scores['reconstruction']['psnr']:.2f} dB. The judge on reconstructions (nothing "
+        "resampled: the ceiling of both tests above): " + ", ".join(
+            f"{k} {100 * v:.2f}%" for k, v in scores["reconstruction"]["judged"].items()) +
+        f".\nOn {b['clips']} test clips, {b['num_samples']} "
         f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
         "\nCosine similarity of posterior means between test clips (report 002):\n\n"
         + cosine_markdown(scores["cosine"]) +
