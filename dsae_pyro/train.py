@@ -56,10 +56,15 @@ def optim_state(svi: SVI, owners: dict[str, str]) -> dict:
     return out
 
 
-def set_optim_state(svi: SVI, state: dict, owners: dict[str, str]) -> None:
+def set_optim_state(svi: SVI, state: dict, owners: dict[str, str], **hyper) -> None:
+    """Restore the optimiser state; `hyper` (lr, betas) replaces the saved values, so a run
+    resumed with another learning rate uses it (torch would restore the saved one)."""
     names = {v: k for k, v in owners.items()}
-    svi.optim.set_state({f"{names[k.split('/', 1)[0]]}$$${k.split('/', 1)[1]}": v
-                         for k, v in state.items()})
+    restored = {}
+    for k, v in state.items():
+        v = {**v, "param_groups": [{**g, **hyper} for g in v["param_groups"]]}
+        restored[f"{names[k.split('/', 1)[0]]}$$${k.split('/', 1)[1]}"] = v
+    svi.optim.set_state(restored)
 
 
 def rng_state() -> dict:
@@ -142,7 +147,8 @@ class Run:
     def restore(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.guide.load_state_dict(ckpt["guide"])
-        set_optim_state(self.svi, ckpt["optim"], self._owners())
+        t = self.cfg.train
+        set_optim_state(self.svi, ckpt["optim"], self._owners(), lr=t.lr, betas=(t.beta1, t.beta2))
         set_rng_state(ckpt["rng"])
         self.epoch, self.history = ckpt["epoch"], list(ckpt["history"])
 

@@ -51,9 +51,11 @@ def test_refuses_to_overwrite_and_to_resume_another_network(tmp_path, tiny_data)
     with pytest.raises(TrainingError, match="f_dim"):
         fit(bigger, tiny_data, tmp_path, resume=True, progress=False)
     sharper = tiny_config(x_scale=0.05)  # the likelihood's scale shapes no network: allowed
-    sharper.train.epochs = 2
+    sharper.train.epochs, sharper.train.lr = 2, 5e-4  # and the new learning rate is used
     run = fit(sharper, tiny_data, tmp_path, resume=True, progress=False)
     assert run.epoch == 2 and load_run(tmp_path).cfg.model.x_scale == 0.05
+    lrs = {g["lr"] for o in run.svi.optim.optim_objs.values() for g in o.param_groups}
+    assert lrs == {5e-4}
     cfg.data.path = "other.npz"
     with pytest.raises(TrainingError, match="trained on npz\\(tiny.npz\\)"):
         fit(cfg, tiny_data, tmp_path, resume=True, progress=False)

@@ -83,7 +83,8 @@ class BetaVAERun:
 
     def restore(self, ckpt: dict) -> None:
         self.vae.load_state_dict(ckpt["model"])
-        set_optim_state(self.svi, ckpt["optim"], {self.vae.pyro_name: "model"})
+        set_optim_state(self.svi, ckpt["optim"], {self.vae.pyro_name: "model"},
+                        lr=self.cfg.train.lr)
         set_rng_state(ckpt["rng"])
         self.step, self.history = ckpt["step"], list(ckpt["history"])
 
