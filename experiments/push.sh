@@ -5,14 +5,14 @@
 #   epochs 1-2   unsupervised (the ablation's factorized-lstm run)
 #   epochs 3-4   q(f) reads a sibling clip of the same character   (--f-source sibling)
 #   epochs 5-6   ... and q(z) reads the clip with scrambled colours  (--z-source recolour)
-#   epochs 7-END ... with a sharper likelihood                       (model.x_scale = X_SCALE)
-# Usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [END] [X_SCALE]
+#   epochs 7-9   ... with a sharper likelihood                       (model.x_scale = 0.1)
+#   epochs 10-END ... and a smaller learning rate                     (train.lr = 3e-4)
+# Usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [END]
 # Re-running it resumes whatever stopped; a snapshot of each phase's last epoch is kept.
 set -euo pipefail
-sheets=${1:?usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [END] [X_SCALE]}
+sheets=${1:?usage: experiments/push.sh SHEETS_DIR [OUT_DIR] [END]}
 out=${2:-runs/push}
-end=${3:-12}
-x_scale=${4:-0.1}
+end=${3:-15}
 run="$out/run"
 data=(--data sprites --sheets "$sheets" --out "$run" --no-report --quiet)
 mkdir -p "$out"
@@ -29,7 +29,9 @@ phase() {  # phase LAST_EPOCH OPTIONS...: train up to LAST_EPOCH, then keep a sn
 phase 2
 phase 4 --f-source sibling
 phase 6 --f-source sibling --z-source recolour
-phase "$end" --f-source sibling --z-source recolour --set model.x_scale="$x_scale"
+views=(--f-source sibling --z-source recolour --set model.x_scale=0.1)
+phase 9 "${views[@]}"
+phase "$end" "${views[@]}" --set train.lr=3e-4
 for snap in "$out"/e*/; do
   [ -f "$snap/evaluation.json" ] || dsae evaluate "$snap" --judge "$out/judge.pt" --draws 3 --max-clips 900 > /dev/null
 done
