@@ -306,11 +306,10 @@ def _cmd_evaluate(args) -> int:
 
     from .data import ATTRIBUTES, dataset_identity
     from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
-    from .metrics.judge import load_judge
+    from .metrics.judge import accuracies, load_judge
     from .metrics.protocol import (
         PUBLISHED,
         dsae_generator,
-        judge_clips,
         judge_generated,
         likelihood_bounds,
         markdown_table,
@@ -331,8 +330,8 @@ def _cmd_evaluate(args) -> int:
     scores = judge_generated(judge.predict, dsae_generator(run.model, run.guide), test,
                              draws=args.draws, seed=args.seed, device=run.device, progress=True)
     scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device)
-    scores["reconstruction"]["judged"] = judge_clips(
-        judge.predict, reconstructor(run.model, run.guide), test, device=run.device)
+    scores["reconstruction"]["judged"] = accuracies(
+        judge.predict, test, run.device, transform=reconstructor(run.model, run.guide))
     bound_clips = test.subset(slice(0, args.iw_clips)) if args.iw_clips else test
     scores["bounds"] = likelihood_bounds(run.model, run.guide, bound_clips, args.iw_samples,
                                          device=run.device, seed=args.seed)

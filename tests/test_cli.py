@@ -99,6 +99,9 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
             "f_disentanglement"} <= set(scores)
     assert 0 <= scores["f_disentanglement"]["mig"]["mig"] <= 1
     assert scores["motion_acc"]["std"] >= 0 and scores["reconstruction"]["psnr"] > 0
+    judged = scores["reconstruction"]["judged"]  # the judge on reconstructions, every head
+    assert set(judged) == {"motion", "body", "bottom", "top", "hair"}
+    assert all(0 <= v <= 1 for v in judged.values())
     assert scores["bounds"]["clips"] == 5 and scores["bounds"]["iwae"] > scores["bounds"]["elbo"]
     assert scores["cosine"]["same appearance, other motion"]["pairs"] == 2 * 36  # 2 characters
     html = (run / "report.html").read_text()

@@ -54,14 +54,14 @@ def test_protocol_copy_model_scores_perfectly(split):
     assert scores["H(y)"]["mean"] == pytest.approx(math.log(9))
 
 
-def test_judge_clips_on_copies_and_on_shuffled_clips(split):
+def test_accuracies_on_copies_and_on_shuffled_clips(split):
     from dsae_pyro.data import to_tensor
-    from dsae_pyro.metrics.protocol import judge_clips
+    from dsae_pyro.metrics.judge import accuracies
 
-    assert set(judge_clips(oracle(split), lambda x: x, split).values()) == {1.0}
+    assert set(accuracies(oracle(split), split, transform=lambda x: x).values()) == {1.0}
     shuffled = np.random.RandomState(0).permutation(len(split))
-    scores = judge_clips(oracle(split), lambda x: to_tensor(split.x[shuffled[:len(x)]]), split,
-                         batch_size=len(split))
+    scores = accuracies(oracle(split), split, transform=lambda x: to_tensor(
+        split.x[shuffled[:len(x)]]), batch_size=len(split))
     expected = (split.motion[shuffled] == split.motion).mean()  # by hand
     assert scores["motion"] == pytest.approx(expected) and expected < 0.4
 

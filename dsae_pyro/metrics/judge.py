@@ -6,6 +6,7 @@ used to score clips of another dataset.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +57,19 @@ def labels_of(split: Split) -> dict[str, np.ndarray]:
     return {"motion": split.motion, **{a: split.attributes[:, i] for i, a in enumerate(ATTRIBUTES)}}
 
 
-def accuracies(judge: Judge, split: Split, device="cpu") -> dict[str, float]:
-    """Test accuracy of every head on a labelled split."""
-    probs = {k: [] for k in HEADS}
-    for i in range(0, len(split), 128):
-        for k, v in judge.predict(to_tensor(split.x[i:i + 128], device)).items():
-            probs[k].append(v.argmax(-1).numpy())
+@torch.no_grad()
+def accuracies(predict: Callable, split: Split, device="cpu", transform: Callable | None = None,
+               batch_size: int = 128) -> dict[str, float]:
+    """Accuracy of every head of `predict` (e.g. `Judge.predict`) on a labelled split, or on
+    `transform(x)` of its clips: on reconstructions that is the ceiling of both generation tests,
+    what the judge can still read once a model has redrawn a clip with nothing resampled."""
+    preds = {k: [] for k in HEADS}
+    for i in range(0, len(split), batch_size):
+        x = to_tensor(split.x[i:i + batch_size], device)
+        for k, v in predict(x if transform is None else transform(x)).items():
+            preds[k].append(v.argmax(-1).cpu().numpy())
     labels = labels_of(split)
-    return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in probs.items()}
+    return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in preds.items()}
 
 
 def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch_size: int = 32,
@@ -94,7 +100,7 @@ def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch
             opt.step()
             sched.step()
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    return judge.eval(), accuracies(judge, data["test"], device)
+    return judge.eval(), accuracies(judge.predict, data["test"], device)
 
 
 def save_judge(path, judge: Judge, data_id: str, test_accuracy: dict) -> Path:

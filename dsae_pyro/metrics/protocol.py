@@ -71,21 +71,6 @@ def judge_generated(predict: Callable, generate: Callable, split: Split, draws: 
                 "std": float(np.std([d[k] for d in per_draw]))} for k in per_draw[0]}
 
 
-@torch.no_grad()
-def judge_clips(predict: Callable, transform: Callable, split: Split, batch_size: int = 64,
-                device="cpu") -> dict[str, float]:
-    """Accuracy of every judge head on `transform(x)` for the split's clips. On reconstructions
-    it is the ceiling of both generation tests: what the judge can still read once the model has
-    drawn a clip with nothing resampled."""
-    pred = {k: [] for k in ("motion", *ATTRIBUTES)}
-    for i in range(0, len(split), batch_size):
-        out = predict(transform(to_tensor(split.x[i:i + batch_size], device)))
-        for k in pred:
-            pred[k].append(out[k].argmax(-1).cpu().numpy())
-    labels = {"motion": split.motion, **{a: split.attributes[:, j] for j, a in enumerate(ATTRIBUTES)}}
-    return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in pred.items()}
-
-
 def reconstructor(model, guide) -> Callable:
     """x -> its reconstruction from the posterior means of f and z_1:T."""
     return lambda x: decode(model, encode(guide, x).as_data())
