@@ -5,18 +5,15 @@ Usage: python experiments/probe_f.py RUN_DIR [SHEETS_DIR]"""
 import sys
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 
-from dsae_pyro import inspect
-from dsae_pyro.data import ATTRIBUTES, load_dataset, to_tensor
+from dsae_pyro.data import ATTRIBUTES, load_dataset
+from dsae_pyro.metrics.protocol import posterior_pass
 from dsae_pyro.train import load_run
 
 run = load_run(sys.argv[1])
 test = load_dataset("sprites", sys.argv[2] if len(sys.argv) > 2 else "../shared/data/sprites-lpc")["test"]
-with torch.no_grad():
-    f = np.concatenate([inspect.encode(run.guide, to_tensor(test.x[i:i + 128])).f.numpy()
-                        for i in range(0, len(test), 128)])
+f = posterior_pass(run.model, run.guide, test)[1].numpy()  # posterior means of f
 characters = np.random.default_rng(0).permutation(np.unique(test.character))
 fit_on = np.isin(test.character, characters[:150])
 for j, name in enumerate(ATTRIBUTES):
