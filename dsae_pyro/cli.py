@@ -306,7 +306,7 @@ def _cmd_evaluate(args) -> int:
 
     from .data import ATTRIBUTES, dataset_identity
     from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
-    from .metrics.judge import accuracies, load_judge
+    from .metrics.judge import load_judge
     from .metrics.protocol import (
         PUBLISHED,
         dsae_generator,
@@ -314,7 +314,6 @@ def _cmd_evaluate(args) -> int:
         likelihood_bounds,
         markdown_table,
         posterior_pass,
-        reconstructor,
     )
     from .metrics.similarity import cosine_markdown, cosine_table
     from .report import write_html
@@ -329,9 +328,8 @@ def _cmd_evaluate(args) -> int:
     start = time.perf_counter()
     scores = judge_generated(judge.predict, dsae_generator(run.model, run.guide), test,
                              draws=args.draws, seed=args.seed, device=run.device, progress=True)
-    scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device)
-    scores["reconstruction"]["judged"] = accuracies(
-        judge.predict, test, run.device, transform=reconstructor(run.model, run.guide))
+    scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device,
+                                                    predict=judge.predict)
     bound_clips = test.subset(slice(0, args.iw_clips)) if args.iw_clips else test
     scores["bounds"] = likelihood_bounds(run.model, run.guide, bound_clips, args.iw_samples,
                                          device=run.device, seed=args.seed)

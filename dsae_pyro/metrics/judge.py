@@ -57,19 +57,21 @@ def labels_of(split: Split) -> dict[str, np.ndarray]:
     return {"motion": split.motion, **{a: split.attributes[:, i] for i, a in enumerate(ATTRIBUTES)}}
 
 
+def head_accuracies(predictions: dict[str, list[np.ndarray]], split: Split) -> dict[str, float]:
+    """Accuracy per head of predicted classes (batches in split order) against the split's labels."""
+    labels = labels_of(split)
+    return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in predictions.items()}
+
+
 @torch.no_grad()
-def accuracies(predict: Callable, split: Split, device="cpu", transform: Callable | None = None,
-               batch_size: int = 128) -> dict[str, float]:
-    """Accuracy of every head of `predict` (e.g. `Judge.predict`) on a labelled split, or on
-    `transform(x)` of its clips: on reconstructions that is the ceiling of both generation tests,
-    what the judge can still read once a model has redrawn a clip with nothing resampled."""
+def accuracies(predict: Callable, split: Split, device="cpu", batch_size: int = 128
+               ) -> dict[str, float]:
+    """Accuracy of every head of `predict` (e.g. `Judge.predict`) on a labelled split."""
     preds = {k: [] for k in HEADS}
     for i in range(0, len(split), batch_size):
-        x = to_tensor(split.x[i:i + batch_size], device)
-        for k, v in predict(x if transform is None else transform(x)).items():
+        for k, v in predict(to_tensor(split.x[i:i + batch_size], device)).items():
             preds[k].append(v.argmax(-1).cpu().numpy())
-    labels = labels_of(split)
-    return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in preds.items()}
+    return head_accuracies(preds, split)
 
 
 def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch_size: int = 32,

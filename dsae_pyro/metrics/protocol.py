@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..data import ATTRIBUTES, Split, to_tensor
 from ..inspect import decode, encode
 from .bounds import importance_bound
+from .judge import head_accuracies
 
 PUBLISHED = {  # Sprites, (motion accuracy %, IS, H(y|x), H(y)); DSVAE as reported by S3VAE
     "DSVAE (Li & Mandt)": (90.73, 8.384, 0.072, 2.192),
@@ -71,17 +72,15 @@ def judge_generated(predict: Callable, generate: Callable, split: Split, draws: 
                 "std": float(np.std([d[k] for d in per_draw]))} for k in per_draw[0]}
 
 
-def reconstructor(model, guide) -> Callable:
-    """x -> its reconstruction from the posterior means of f and z_1:T."""
-    return lambda x: decode(model, encode(guide, x).as_data())
-
-
 @torch.no_grad()
-def posterior_pass(model, guide, split: Split, batch_size: int = 64, device="cpu"
-                   ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+def posterior_pass(model, guide, split: Split, batch_size: int = 64, device="cpu",
+                   predict: Callable | None = None) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """One pass over the clips: per-pixel MSE and PSNR (dB, peak 1) of posterior-mean
-    reconstructions, and the posterior means of f (N, F) and z_1:T (N, T, Z)."""
+    reconstructions, and the posterior means of f (N, F) and z_1:T (N, T, Z). With a judge's
+    `predict`, also its accuracy per head on the reconstructions ("judged"): the ceiling of both
+    generation tests, what the judge can still read once nothing is resampled."""
     se, n, fs, zs = 0.0, 0, [], []
+    preds = {}
     for i in range(0, len(split), batch_size):
         x = to_tensor(split.x[i:i + batch_size], device)
         post = encode(guide, x)
@@ -90,8 +89,13 @@ def posterior_pass(model, guide, split: Split, batch_size: int = 64, device="cpu
         n += x.numel()
         fs.append(post.f.cpu())
         zs.append(post.z.cpu())
+        for k, v in (predict(recon) if predict else {}).items():
+            preds.setdefault(k, []).append(v.argmax(-1).cpu().numpy())
     mse = se / n
-    return {"mse": mse, "psnr": 10 * math.log10(1 / mse)}, torch.cat(fs), torch.cat(zs)
+    stats = {"mse": mse, "psnr": 10 * math.log10(1 / mse)}
+    if predict:
+        stats["judged"] = head_accuracies(preds, split)
+    return stats, torch.cat(fs), torch.cat(zs)
 
 
 @torch.no_grad()
