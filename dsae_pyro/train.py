@@ -171,7 +171,9 @@ class Run:
         partner = None
         if t.f_source == "sibling":  # q(f) reads another clip of each character
             partner = other_clips(train.character, np.random.default_rng([t.seed, self.epoch]))
-        colours = torch.Generator().manual_seed(t.seed * 100_003 + self.epoch + 7)
+        colours = None
+        if t.z_source == "recolour":  # q(z) reads the clip with scrambled colours
+            colours = torch.Generator().manual_seed(t.seed * 100_003 + self.epoch + 7)
         bar = tqdm(self.batches(len(train), self.epoch), disable=not (progress and self.world.main),
                    leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", unit="batch")
@@ -180,7 +182,7 @@ class Run:
             kl = self.kl_weight(first + i)
             x = to_tensor(train.x[idx.numpy()], self.device)
             x_f = None if partner is None else to_tensor(train.x[partner[idx.numpy()]], self.device)
-            x_z = recolour(x, colours) if t.z_source == "recolour" else None
+            x_z = None if colours is None else recolour(x, colours)
             loss = self.svi.step(x, kl_weight=kl, x_f=x_f, x_z=x_z) / self.world.size
             if not math.isfinite(loss):
                 raise TrainingError(
