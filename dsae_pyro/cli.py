@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 def _cmd_train(args) -> int:
     from .config import Config
     from .data import load_dataset
-    from .distributed import launched_by_torchrun
+    from .distributed import launched_by_torchrun, teardown
     from .report import write_report
     from .train import fit, load_checkpoint
 
@@ -188,6 +188,7 @@ def _cmd_train(args) -> int:
     print(f"data: {cfg.data.name}, {len(data['train'])} train / {len(data['test'])} test clips "
           f"({time.perf_counter() - start:.0f}s); run folder: {out}")
     run = fit(cfg, data, out, resume=args.resume, progress=progress)
+    teardown(run.world)  # this process owns the torchrun group: leave it before exiting
     if not run.world.main:  # under torchrun, rank 0 writes the report
         return 0
     if not args.no_report:

@@ -47,6 +47,14 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def teardown(world: World) -> None:
+    """Leave the process group that `setup` joined: a process that exits holding it can abort in
+    gloo's destructors ("terminate called without an active exception"), failing the launch."""
+    if world.size > 1 and dist.is_initialized():
+        dist.barrier()  # no rank closes its connections while a peer still uses them
+        dist.destroy_process_group()
+
+
 def setup(device_name: str = "auto") -> World:
     """Join the process group torchrun describes in the environment (no-op for one process)."""
     if not launched_by_torchrun():

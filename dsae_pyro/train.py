@@ -82,6 +82,24 @@ def set_rng_state(rng: dict) -> None:
         torch.cuda.set_rng_state_all(cuda)
 
 
+def check_trained_by_store(*modules: torch.nn.Module) -> None:
+    """Every parameter of `modules` must be the very tensor Pyro's param store optimises.
+
+    `pyro.module` registers a parameter through the store, which keeps `.contiguous()` of it: for a
+    non-contiguous parameter (channels_last conv weights, a transposed view) that is a copy the
+    forward pass never reads, so the optimiser steps a tensor nobody uses and the weight stays frozen
+    without a word. Call after the first step, once the modules are registered."""
+    store = pyro.get_param_store()
+    frozen = [name for m in modules for name, p in m.named_parameters()
+              if p.requires_grad and store.param_name(p) is None]
+    if frozen:
+        raise TrainingError(
+            f"{len(frozen)} parameters are not the tensors Pyro's param store trains, so they would "
+            f"never change: {', '.join(frozen[:4])}{' ...' if len(frozen) > 4 else ''}. Keep module "
+            "parameters contiguous (no .to(memory_format=torch.channels_last)) and register each "
+            "module once with pyro.module")
+
+
 def refuse_overwrite(run_dir: Path, resume: bool) -> None:
     """A run folder that holds a checkpoint is only continued (--resume), never trained over."""
     if (run_dir / CHECKPOINT).exists() and not resume:
@@ -116,10 +134,9 @@ class Run:
         world = world or World()
         pyro.set_rng_seed(cfg.train.seed)  # the same initial weights on every rank
         device = device or (world.device if world.size > 1 else pick_device(cfg.train.device))
+        # contiguous weights only: Pyro's param store trains a .contiguous() copy of any other
+        # layout (channels_last), which the forward pass never reads (experiments/frozen_channels_last.py)
         model, guide = DSAE(cfg.model).to(device), make_guide(cfg.model).to(device)
-        # channels_last conv weights: 1.15x -> 1.00x the hand-written step (BENCHMARKS.md)
-        model.to(memory_format=torch.channels_last)
-        guide.to(memory_format=torch.channels_last)
         t = cfg.train
         optim = Adam({"lr": t.lr, "betas": (t.beta1, t.beta2)})
         elbo_cls = Trace_ELBO if t.elbo == "trace" else TraceMeanField_ELBO
@@ -184,6 +201,8 @@ class Run:
             x_f = None if partner is None else to_tensor(train.x[partner[idx.numpy()]], self.device)
             x_z = None if colours is None else recolour(x, colours)
             loss = self.svi.step(x, kl_weight=kl, x_f=x_f, x_z=x_z) / self.world.size
+            if i == 0:
+                check_trained_by_store(self.model, self.guide)
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} in epoch {self.epoch + 1} after {seen} clips; the "

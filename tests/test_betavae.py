@@ -92,6 +92,19 @@ def test_resume_is_exact_and_continues_the_schedule(tmp_path, small, objective):
         fit_betavae(tiny_cfg(objective), small, tmp_path / "a", progress=False)
 
 
+@pytest.mark.parametrize("objective,arch", [("H", "conv"), ("B", "conv"), ("H", "mlp"), ("B", "mlp")])
+def test_one_step_moves_every_parameter(small, objective, arch):
+    """Objective H (Trace_ELBO) and B (CapacityLoss) train every weight: none is a stale copy
+    in Pyro's param store (the defect channels_last weights caused in the DSAE)."""
+    cfg = tiny_cfg(objective)
+    cfg.model.arch = arch
+    run = BetaVAERun.create(cfg)
+    before = {n: p.detach().clone() for n, p in run.vae.named_parameters()}
+    run.train_step(small)
+    frozen = [n for n, p in run.vae.named_parameters() if torch.equal(p.detach(), before[n])]
+    assert not frozen and run.checked
+
+
 def test_two_runs_in_one_session_do_not_share_parameters(small):
     a, b = BetaVAERun.create(tiny_cfg("H")), BetaVAERun.create(tiny_cfg("H"))
     a.train_step(small)

@@ -7,13 +7,12 @@ import sys
 
 import pyro
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from conftest import tiny_config
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
-from dsae_pyro.distributed import DistributedLoss, World, all_equal, setup
+from dsae_pyro.distributed import DistributedLoss, World, all_equal, setup, teardown
 from dsae_pyro.guides import make_guide
 from dsae_pyro.inspect import use_mean
 from dsae_pyro.model import DSAE
@@ -56,7 +55,7 @@ def worker(rank, port, out):
     same = all_equal(params(model, guide))
     if world.main:
         torch.save({"params": params(model, guide), "same": same, "shard": len(shard)}, out)
-    dist.destroy_process_group()
+    teardown(world)
 
 
 def test_two_ranks_match_one_process_on_the_combined_batch(tmp_path):
@@ -71,7 +70,9 @@ def test_two_ranks_match_one_process_on_the_combined_batch(tmp_path):
     for _ in range(STEPS):
         svi.step(x)
     single = params(model, guide)
-    assert any(not torch.equal(a, b) for a, b in zip(start, single, strict=True))  # it trained
+    # every parameter trained, in one process and under DDP (none frozen by the param store)
+    assert all(not torch.equal(a, b) for a, b in zip(start, single, strict=True))
+    assert all(not torch.equal(a, b) for a, b in zip(start, ddp["params"], strict=True))
     for a, b in zip(ddp["params"], single, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 

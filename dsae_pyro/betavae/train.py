@@ -22,6 +22,7 @@ from ..data.dsprites import DSprites
 from ..train import (
     CHECKPOINT,
     TrainingError,
+    check_trained_by_store,
     load_checkpoint,
     optim_state,
     pick_device,
@@ -53,6 +54,7 @@ class BetaVAERun:
     capacity_loss: CapacityLoss | None = None  # objective B only
     step: int = 0
     history: list[dict] = field(default_factory=list)
+    checked: bool = False  # every parameter confirmed to be the param store's own tensor
 
     @classmethod
     def create(cls, cfg: BetaVAEConfig, device: torch.device | None = None) -> BetaVAERun:
@@ -99,6 +101,9 @@ class BetaVAERun:
         if self.capacity_loss is not None:
             self.capacity_loss.step = self.step
         loss = self.svi.step(x, beta=self.beta) / len(x)
+        if not self.checked:  # the first step of this process registered the networks
+            check_trained_by_store(self.vae)
+            self.checked = True
         if not math.isfinite(loss):
             raise TrainingError(f"the loss became {loss} at step {self.step}; the last good "
                                 "checkpoint is kept. Try a smaller train.lr, then --resume")
