@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,10 @@ from .guides import Guide, make_guide
 from .model import DSAE
 
 CHECKPOINT = "checkpoint.pt"
+
+
+class CollapseWarning(UserWarning):
+    """Training goes on, but the model has stopped using its latents (see `collapse_warning`)."""
 
 
 class TrainingError(RuntimeError):
@@ -201,13 +206,13 @@ class Run:
             x_f = None if partner is None else to_tensor(train.x[partner[idx.numpy()]], self.device)
             x_z = None if colours is None else recolour(x, colours)
             loss = self.svi.step(x, kl_weight=kl, x_f=x_f, x_z=x_z) / self.world.size
-            if i == 0:
-                check_trained_by_store(self.model, self.guide)
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss} in epoch {self.epoch + 1} after {seen} clips; the "
                     "last good checkpoint is kept. Try a smaller train.lr, a larger "
                     "model.x_scale, or --set train.elbo=meanfield, then --resume")
+            if i == 0:
+                check_trained_by_store(self.model, self.guide)
             total, seen = total + loss, seen + len(idx)
             bar.set_postfix(loss=f"{total / seen:.1f}")
         return total / seen
@@ -218,19 +223,47 @@ class Run:
         return t.kl_weight * min(1.0, (step + 1) / t.kl_warmup) if t.kl_warmup else t.kl_weight
 
     @torch.no_grad()
-    def evaluate(self, split: Split, max_clips: int = 0) -> float:
-        """Mean -ELBO per clip on a split (BatchNorm in eval mode), with its own fixed noise."""
+    def evaluate(self, split: Split, max_clips: int = 0) -> dict[str, float]:
+        """The split's mean -ELBO per clip ("loss") and its terms: reconstruction -log p(x | f, z),
+        KL(q(f) || p(f)) and the sum over t of KL(q(z_t) || p(z_t | z_<t)), nats per clip, plus
+        "explained": the share of the pixel variance the posterior-mean reconstruction explains.
+        BatchNorm in eval mode, fixed noise (training's is restored)."""
+        from .inspect import diagnose, encode
+
         self.model.eval()
         self.guide.eval()
         n = min(len(split), max_clips) if max_clips else len(split)
         rng = pyro.util.get_rng_state()  # evaluation must not shift the training noise
         pyro.set_rng_seed(12345)
-        total = 0.0
+        sums = dict.fromkeys(("loss", "recon", "kl_f", "kl_z", "sq_err", "sq_dev"), 0.0)
         for i in range(0, n, 2 * self.cfg.train.batch_size):
             x = to_tensor(split.x[i:min(n, i + 2 * self.cfg.train.batch_size)], self.device)
-            total += self.elbo.loss(self.model.model, self.guide, x)
+            d = diagnose(self.model, self.guide, x)
+            post = encode(self.guide, x)
+            sums["loss"] += -d.elbo * len(x)
+            sums["recon"] += -d.log_p["x"] * len(x)
+            sums["kl_f"] += d.kl_f * len(x)
+            sums["kl_z"] += d.kl_z * len(x)
+            sums["sq_err"] += float((self.model.decode(post.f, post.z) - x).square().sum())
+            sums["sq_dev"] += float((x - x.mean(0)).square().sum())
         pyro.util.set_rng_state(rng)
-        return total / n
+        out = {k: sums[k] / n for k in ("loss", "recon", "kl_f", "kl_z")}
+        out["explained"] = 1 - sums["sq_err"] / max(sums["sq_dev"], 1e-12)
+        return out
+
+
+def collapse_warning(scores: dict[str, float], frames: int) -> str | None:
+    """A message when the latents carry almost nothing (KL of f and z together under 1 nat per frame)
+    while the reconstruction explains under half of the pixel variance: the decoder draws the mean
+    clip whatever the latents say (posterior collapse, or a decoder that cannot learn)."""
+    kl = scores["kl_f"] + scores["kl_z"]
+    if kl >= frames or scores["explained"] >= 0.5:
+        return None
+    return (f"the latents carry almost nothing (KL(f) {scores['kl_f']:.2f} + KL(z) "
+            f"{scores['kl_z']:.2f} nats per clip) and the reconstructions explain only "
+            f"{max(0.0, 100 * scores['explained']):.0f}% of the pixel variance: the decoder is "
+            "drawing the mean clip. Try a smaller model.x_scale (a sharper likelihood weighs "
+            "pixels more against the KL), a KL warm-up (train.kl_warmup) or a smaller train.lr")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -321,10 +354,17 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
             run.epoch += 1
             if not world.main:  # rank 0 scores, records and checkpoints for everyone
                 continue
-            test_loss = run.evaluate(data["test"], cfg.train.eval_clips)
+            scores = run.evaluate(data["test"], cfg.train.eval_clips)
             run.history.append({"epoch": run.epoch, "train_loss": train_loss,
-                                "test_loss": test_loss, "seconds": round(seconds, 2),
+                                "test_loss": scores["loss"], "test_recon": scores["recon"],
+                                "test_kl_f": scores["kl_f"], "test_kl_z": scores["kl_z"],
+                                "test_explained": round(scores["explained"], 4),
+                                "seconds": round(seconds, 2),
                                 "clips_per_s": round(len(data["train"]) / seconds, 1)})
+            test_loss = scores["loss"]
+            message = collapse_warning(scores, cfg.model.frames)
+            if message:
+                warnings.warn(f"epoch {run.epoch}: {message}", CollapseWarning, stacklevel=2)
             run.save(ckpt_path, data_id)
             write_history(run_dir, run.history)
             if progress:
