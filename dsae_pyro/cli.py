@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"one of {available_presets()} or a .toml file (default: cpu)")
     for name, choices, help_ in (("guide", GUIDES, "inference network"),
                                  ("prior", PRIORS, "prior over z_1:T"),
-                                 ("decoder", DECODERS, "frame decoder (improved: seed 003's)"),
+                                 ("decoder", DECODERS, "frame decoder (improved: Yingzhen Li's)"),
                                  ("likelihood", LIKELIHOODS, "p(x | f, z)")):
         p.add_argument(f"--{name}", choices=choices, help=f"{help_} (default: the preset's)")
     _add_data_args(p)
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("evaluate", help="the Sprites protocol on a trained checkpoint",
                        description="Judge generated clips: fix z and sample f (motion kept?), fix f "
                        "and sample z (attributes kept?); also reconstruction error, test ELBO and "
-                       "an importance-weighted bound, and report 002's cosine table. Writes "
+                       "an importance-weighted bound, and Das & Dandi's cosine table. Writes "
                        "evaluation.json/.md/.png and cosine.png into the run folder and adds them "
                        "to report.html.")
     e.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
@@ -152,11 +152,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .config import Config
     from .data import load_dataset
     from .distributed import launched_by_torchrun, teardown
     from .report import write_report
-    from .train import fit, load_checkpoint
+    from .train import fit, run_config
 
     if launched_by_torchrun() and not args.out:
         raise ConfigError("under torchrun pass --out DIR, so that every process uses one run folder")
@@ -171,15 +170,7 @@ def _cmd_train(args) -> int:
     for name in ("f_source", "z_source"):
         if getattr(args, name) is not None:
             overrides.append(f"train.{name}={getattr(args, name)}")
-    if args.resume:  # a resumed run keeps its own settings unless told otherwise
-        if not args.out or not (Path(args.out) / "checkpoint.pt").exists():
-            raise ConfigError(f"--resume: no checkpoint in {args.out or 'the --out folder'}; "
-                              "pass the --out folder of the run")
-        cfg = Config.from_dict(load_checkpoint(args.out)["config"])
-    else:
-        cfg = load_preset(args.preset)
-    cfg.override(overrides)
-    cfg.data.path = args.data_path or cfg.data.path
+    cfg = run_config(args.preset, overrides, args.out, args.resume, args.data_path)
     out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-"
                            f"{cfg.model.guide}-{cfg.data.name}")
     progress = not args.quiet
@@ -303,61 +294,13 @@ def _cmd_judge(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    import json
+    from .evaluate import evaluate_run
 
-    from .data import ATTRIBUTES, dataset_identity
-    from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
-    from .metrics.judge import load_judge
-    from .metrics.protocol import (
-        PUBLISHED,
-        dsae_generator,
-        judge_generated,
-        likelihood_bounds,
-        markdown_table,
-        posterior_pass,
-    )
-    from .metrics.similarity import cosine_markdown, cosine_table
-    from .report import write_html
-    from .viz import cosine_figure, scores_figure
-
-    run, test = _load_for_figures(args)
-    d = run.cfg.data
-    judge, _ = load_judge(args.judge, dataset_identity(d.name, d.path, d.seed))
-    judge.to(run.device)
-    if args.max_clips:
-        test = test.subset(slice(0, args.max_clips))
-    start = time.perf_counter()
-    scores = judge_generated(judge.predict, dsae_generator(run.model, run.guide), test,
-                             draws=args.draws, seed=args.seed, device=run.device, progress=True)
-    scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device,
-                                                    predict=judge.predict)
-    bound_clips = test.subset(slice(0, args.iw_clips)) if args.iw_clips else test
-    scores["bounds"] = likelihood_bounds(run.model, run.guide, bound_clips, args.iw_samples,
-                                         device=run.device, seed=args.seed)
-    scores["cosine"] = cosine_table(f, z, test.character, test.motion)
-    scores["f_disentanglement"] = disentanglement_scores(f.numpy(), test.attributes,
-                                                         args.seed)
-    out = _run_dir(args)
-    (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
-    b = scores["bounds"]
-    table = markdown_table(scores) + (
-        f"\nReconstruction MSE {scores['reconstruction']['mse']:.5f}, PSNR "
-        f"{scores['reconstruction']['psnr']:.2f} dB. The judge on reconstructions (nothing "
-        "resampled: the ceiling of both tests above): " + ", ".join(
-            f"{k} {100 * v:.2f}%" for k, v in scores["reconstruction"]["judged"].items()) +
-        f".\nOn {b['clips']} test clips, {b['num_samples']} "
-        f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
-        "\nCosine similarity of posterior means between test clips (report 002):\n\n"
-        + cosine_markdown(scores["cosine"]) +
-        "\nDisentanglement of f against the four attributes (disentanglement_lib metrics on "
-        "posterior means of the test clips):\n\n"
-        + disentanglement_markdown(scores["f_disentanglement"], ATTRIBUTES) +
-        f"\n{len(test)} test clips, {args.draws} draws, {time.perf_counter() - start:.0f}s.\n")
-    (out / "evaluation.md").write_text(table)
-    scores_figure(scores, PUBLISHED["DSVAE (Li & Mandt)"][0]).savefig(out / "evaluation.png")
-    cosine_figure(f, z, test.character, test.motion).savefig(out / "cosine.png")
+    _, table = evaluate_run(args.checkpoint, args.judge, draws=args.draws, seed=args.seed,
+                            max_clips=args.max_clips, iw_samples=args.iw_samples,
+                            iw_clips=args.iw_clips, data=args.data, data_path=args.data_path)
     print(table)
-    print(f"report: {write_html(run, out)}")
+    print(f"report: {_run_dir(args) / 'report.html'}")
     return 0
 
 
@@ -414,6 +357,7 @@ def _cmd_betavae(args) -> int:
     from .betavae.report import write_betavae_report
     from .betavae.train import fit_betavae, load_betavae
     from .data.dsprites import load_dsprites
+    from .train import run_config
 
     if args.action == "train":
         from .config import BETAVAE_PRESET_DIR, BetaVAEConfig
@@ -424,14 +368,10 @@ def _cmd_betavae(args) -> int:
             if value is not None:
                 section = "model" if name == "arch" else "train"
                 overrides.append(f"{section}.{name}={value}")
-        if args.data_path:
-            overrides.append(f'data.path="{Path(args.data_path).resolve()}"')
         out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-betavae-{args.preset}")
-        if args.resume and (out / "config.toml").exists():
-            cfg = load_preset(str(out / "config.toml"), BetaVAEConfig)
-        else:
-            cfg = load_preset(args.preset, BetaVAEConfig, BETAVAE_PRESET_DIR)
-        cfg.override(overrides)
+        data_path = Path(args.data_path).resolve() if args.data_path else None
+        cfg = run_config(args.preset, overrides, out, args.resume, data_path, BetaVAEConfig,
+                         BETAVAE_PRESET_DIR)
         data = load_dsprites(cfg.data.path, progress=not args.quiet)
         start = time.perf_counter()
         run = fit_betavae(cfg, data, out, resume=args.resume, progress=not args.quiet)

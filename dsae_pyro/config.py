@@ -42,11 +42,14 @@ class ModelConfig:
     conv_strides: list[int] = field(default_factory=lambda: [1, 2, 2, 2])
     conv_kernel: int = 5
     conv_features: list[int] = field(default_factory=lambda: [4096, 2048])
-    likelihood: str = "gaussian"  # gaussian | gaussian_learned | bernoulli | l2 (report 002)
+    # the conv decoder's affine layers before its transposed convs; empty: the encoder's mirror
+    # (reversed conv_features). Li & Mandt's decoder has one, of 4096 (the paper preset)
+    decoder_features: list[int] = field(default_factory=list)
+    likelihood: str = "gaussian"  # gaussian | gaussian_learned | bernoulli | l2 (Das & Dandi)
     x_scale: float = 0.1  # pixel std of the fixed-scale Gaussian (initial value if learned)
     guide: str = "factorized"  # factorized | full | causal
-    prior: str = "lstm"  # lstm (Li & Mandt) | improved (seed 003)
-    decoder: str = "conv"  # conv: mirror of the encoder | improved: seed 003's MLP + deconvs
+    prior: str = "lstm"  # lstm (Li & Mandt) | improved (Yingzhen Li)
+    decoder: str = "conv"  # conv: mirror of the encoder | improved: Yingzhen Li's MLP + deconvs
     decoder_hidden: int = 512  # improved decoder only
     decoder_channels: int = 256  # improved decoder only
     frames: int = 8
@@ -197,7 +200,7 @@ BETAVAE_PRESET_DIR = PRESET_DIR / "betavae"
 
 @dataclass
 class BetaModelConfig:
-    arch: str = "conv"  # conv | mlp (seed 004)
+    arch: str = "conv"  # conv | mlp (as in the beta-VAE papers' reimplementations)
     latents: int = 10
 
 

@@ -5,6 +5,10 @@ loss of its shard of the batch, DDP's backward hooks all-reduce the gradients, a
 steps the (identical) parameters on every rank. Everything else stays as in single-process training:
 the same model and guide functions, SVI, Pyro's optimiser and checkpoints (written by rank 0 only).
 
+One difference from a single process on the combined batch: in train mode each rank's BatchNorm
+normalises with the statistics of its own shard (torch's SyncBatchNorm would share them, but runs on
+GPUs only). With the networks in eval mode the two agree to rounding (tests/test_distributed.py).
+
     torchrun --nproc_per_node 2 -m dsae_pyro.cli train ...      # gloo on CPU, nccl on GPU
 """
 
@@ -65,6 +69,10 @@ def setup(device_name: str = "auto") -> World:
     rank, size = dist.get_rank(), dist.get_world_size()
     if torch.cuda.is_available() and device_name != "cpu":
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise RuntimeError(f"torchrun started local rank {local}, but this machine has "
+                               f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node "
+                               f"{torch.cuda.device_count()}, or --set train.device=cpu")
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     else:

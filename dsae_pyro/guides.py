@@ -2,7 +2,8 @@
 
     factorized  q(f | x_1:T) prod_t q(z_t | x_t)           (Li & Mandt)
     full        q(f | x_1:T) q(z_1:T | x_1:T, f)           bi-LSTM over [v_t, f], then an RNN
-    causal      q(f | x_1:T) prod_t q(z_t | x_t, z_<t)     (Das & Dandi) an LSTM cell over [v_t, z_t-1]
+    causal      q(f | x_1:T) prod_t q(z_t | x_1:t, z_<t)   (Das & Dandi) an LSTM cell over [v_t, z_t-1];
+                its state carries the earlier frames, so z_t reads x_1..x_t, never a later frame
 
 All share a frame encoder v_t = enc(x_t) and q(f | x_1:T): a bi-LSTM over v_1:T whose last forward and
 first backward states feed two affine heads.
@@ -122,7 +123,8 @@ class FullGuide(Guide):
 
 
 class CausalGuide(FactorizedGuide):
-    """q(z_t | x_t, z_<t): the factorized guide made recurrent over the sampled z (report 002)."""
+    """q(z_t | x_1:t, z_<t) (Das & Dandi): the factorized guide made recurrent over the sampled z;
+    the LSTM state carries x_1..x_t-1 too, so it is causal in time rather than per frame."""
 
     name = "causal"
 

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +33,21 @@ class use_mean(Messenger):  # noqa: N801 - a handler, used like poutine's
         if not msg["is_observed"] and not isinstance(msg["fn"], _Subsample):  # not plates
             msg["value"] = msg["fn"].mean
             msg["done"] = True
+
+
+@contextmanager
+def evaluating(*modules) -> Iterator[None]:
+    """Modules in eval mode inside (BatchNorm uses, and leaves alone, its running statistics);
+    each gets its own mode back after, so inspecting mid-training changes nothing."""
+    modules = [m for m in modules if isinstance(m, torch.nn.Module)]
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes, strict=True):
+            m.train(mode)
 
 
 def latent_sites(frames: int) -> list[str]:
@@ -62,7 +79,8 @@ class Posterior:
 def encode(guide, x: torch.Tensor, mean: bool = True) -> Posterior:
     """Trace the guide on clips x; mean=True takes posterior means at every site, else samples."""
     fn = use_mean()(guide) if mean else guide
-    tr = poutine.trace(fn).get_trace(x)
+    with evaluating(guide):
+        tr = poutine.trace(fn).get_trace(x)
     z_nodes = [tr.nodes[z_site(t)] for t in range(1, x.shape[1] + 1)]
     f_fn = tr.nodes["f"]["fn"].base_dist
     return Posterior(
@@ -81,7 +99,8 @@ def decode(model, values: dict[str, torch.Tensor], batch_size: int | None = None
     """
     if batch_size is None:
         batch_size = next(iter(values.values())).shape[0]
-    tr = poutine.trace(handler(model.model, data=values)).get_trace(batch_size=batch_size)
+    with evaluating(model):
+        tr = poutine.trace(handler(model.model, data=values)).get_trace(batch_size=batch_size)
     return tr.nodes["x"]["fn"].mean
 
 
@@ -101,14 +120,15 @@ def predictive(model, guide=None, x: torch.Tensor | None = None, num_samples: in
                batch_size: int | None = None) -> dict[str, torch.Tensor]:
     """Prior (no guide) or posterior predictive samples of every site, shaped (num_samples, B, ...)."""
     sites = [*latent_sites(model.cfg.frames), "x"]
-    if guide is None:
-        return Predictive(model.model, num_samples=num_samples, return_sites=sites)(
-            batch_size=batch_size)
+    with evaluating(model, guide):
+        if guide is None:
+            return Predictive(model.model, num_samples=num_samples, return_sites=sites)(
+                batch_size=batch_size)
 
-    def unobserved(x):  # x feeds the guide only; the model draws fresh frames from p(x | f, z)
-        return model.model(None, batch_size=x.shape[0])
+        def unobserved(x):  # x feeds the guide only; the model draws fresh frames from p(x | f, z)
+            return model.model(None, batch_size=x.shape[0])
 
-    return Predictive(unobserved, guide=guide, num_samples=num_samples, return_sites=sites)(x)
+        return Predictive(unobserved, guide=guide, num_samples=num_samples, return_sites=sites)(x)
 
 
 @dataclass
@@ -133,8 +153,9 @@ class Diagnosis:
 @torch.no_grad()
 def diagnose(model, guide, x: torch.Tensor, active_threshold: float = 0.01) -> Diagnosis:
     """Replay the model on one guide sample and split the ELBO site by site."""
-    g = poutine.trace(guide).get_trace(x)
-    m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x)
+    with evaluating(model, guide):
+        g = poutine.trace(guide).get_trace(x)
+        m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x)
     n = x.shape[0]
     sites = latent_sites(x.shape[1])
     log_p = {s: float(m.nodes[s]["fn"].log_prob(m.nodes[s]["value"]).sum()) / n

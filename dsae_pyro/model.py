@@ -50,7 +50,7 @@ class DSAE(nn.Module):
             return dist.Bernoulli(logits=out, validate_args=False).to_event(4)
         if self.cfg.likelihood == "gaussian_learned":
             scale = self.log_x_scale.exp()
-        else:  # l2: the sum of squared errors of report 002 is a Gaussian of variance 1/2
+        else:  # l2: Das & Dandi's sum of squared errors is a Gaussian of variance 1/2
             s = math.sqrt(0.5) if self.cfg.likelihood == "l2" else self.cfg.x_scale
             scale = torch.tensor(s, device=out.device)
         return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)

@@ -64,7 +64,8 @@ class FrameDecoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.fc = _fc([cfg.f_dim + cfg.z_dim, *reversed(cfg.conv_features), cfg.conv_out_dim])
+        hidden = cfg.decoder_features or list(reversed(cfg.conv_features))
+        self.fc = _fc([cfg.f_dim + cfg.z_dim, *hidden, cfg.conv_out_dim])
         chans = list(reversed(cfg.conv_channels))
         outs = chans[1:] + [cfg.image_channels]
         layers = []
@@ -106,7 +107,7 @@ class ImprovedDecoder(nn.Module):
 
 
 def make_decoder(cfg: ModelConfig) -> nn.Module:
-    """The decoder named by cfg.decoder: "conv" (mirror of the encoder) or "improved" (seed 003)."""
+    """The decoder named by cfg.decoder: "conv" (mirror of the encoder) or "improved" (Yingzhen Li's)."""
     return {"conv": FrameDecoder, "improved": ImprovedDecoder}[cfg.decoder](cfg)
 
 
@@ -122,7 +123,7 @@ class GaussianHead(nn.Module):
         return self.loc(h), torch.exp(0.5 * self.logvar(h))
 
 
-# --- beta-VAE on dSprites (seed 004): ReLU throughout, no BatchNorm ------------------------------
+# --- beta-VAE on dSprites (Higgins et al. 2017; Burgess et al. 2018): ReLU, no BatchNorm -----------
 def _mlp(sizes: list[int]) -> list[nn.Module]:
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):

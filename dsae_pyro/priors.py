@@ -33,7 +33,7 @@ class LSTMPrior(nn.Module):
 
 
 class ImprovedPrior(LSTMPrior):
-    """Yingzhen Li's more stable prior (seed 003): the LSTM state is remixed with z before each step.
+    """Yingzhen Li's more stable prior: the LSTM state is remixed with z before each step.
 
         c_hat = tanh(MLP1[z_t, c_t])   phi = tanh(MLP2 z_t)   h_hat = tanh(MLP3[z_t, h_t])
         h_{t+1}, c_{t+1} = LSTMCell(phi, (h_hat, c_hat))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +21,25 @@ def motion_name(m: int) -> str:
 
 
 def pick_pairs(split: Split, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n test pairs (a, b) that differ in character and in both action and direction."""
+    """n test pairs (a, b) that differ in character and in both action and direction; where the
+    split has too few such pairs (one character, no labels), pairs that differ in less, with a
+    warning that says so."""
+    if len(split) == 0:
+        raise ValueError("the split has no clips to pick pairs from")
     rng = np.random.RandomState(seed)
-    a_idx, b_idx = [], []
-    while len(a_idx) < n:
-        a, b = rng.randint(len(split), size=2)
-        ma, mb = split.motion[a], split.motion[b]
-        if split.character[a] != split.character[b] and ma // 3 != mb // 3 and ma % 3 != mb % 3:
-            a_idx.append(a)
-            b_idx.append(b)
-    return np.array(a_idx), np.array(b_idx)
+    a, b = rng.randint(len(split), size=(2, 200 * n + 1000))
+    ma, mb = split.motion[a], split.motion[b]
+    other_char = split.character[a] != split.character[b]
+    tiers = [("character, action and direction",
+              other_char & (ma // 3 != mb // 3) & (ma % 3 != mb % 3)),
+             ("character", other_char), ("motion", ma != mb), ("clip", a != b)]
+    found = [(what, ok) for what, ok in tiers if ok.sum() >= n]
+    # a single clip: pair it with itself
+    what, ok = found[0] if found else ("nothing (one clip)", np.ones_like(a, dtype=bool))
+    if what != tiers[0][0]:
+        warnings.warn(f"only {int(tiers[0][1].sum())} of {len(a)} random pairs differ in "
+                      f"{tiers[0][0]}; the pairs shown differ in {what} only", stacklevel=2)
+    return a[ok][:n], b[ok][:n]
 
 
 @torch.no_grad()
@@ -94,7 +104,7 @@ FIGURES = {  # report section -> file in the run folder
 }
 EVALUATION_FIGURES = {  # written by `dsae evaluate`
     "Judge accuracies over draws": "evaluation.png",
-    "Cosine similarity of f and z_1:T between test clips (report 002)": "cosine.png",
+    "Cosine similarity of f and z_1:T between test clips (Das & Dandi)": "cosine.png",
 }
 
 

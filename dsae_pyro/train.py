@@ -24,7 +24,7 @@ from pyro.optim import Adam
 from tqdm import tqdm
 
 from ._io import atomic_write
-from .config import Config, ConfigError
+from .config import PRESET_DIR, Config, ConfigError, Sectioned, load_preset
 from .data import Split, dataset_identity, to_tensor
 from .data.views import other_clips, recolour
 from .distributed import DistributedLoss, World, all_equal, setup
@@ -313,6 +313,26 @@ def load_run(path: str | os.PathLike, device: torch.device | None = None) -> Run
     return run
 
 
+def run_config(preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
+               out: str | os.PathLike | None = None, resume: bool = False,
+               data_path: str | None = None, kind: type[Sectioned] = Config,
+               preset_dir: Path = PRESET_DIR) -> Sectioned:
+    """The config a run trains with: the preset's, or when resuming the one saved in the
+    checkpoint of `out` (a resumed run keeps its own settings), then `overrides` ("section.key=
+    value") and the data path. Serves the DSAE (kind=Config) and the beta-VAE (BetaVAEConfig)."""
+    if resume:
+        if not out or not (Path(out) / CHECKPOINT).exists():
+            raise ConfigError(f"--resume: no checkpoint in {out or 'the --out folder'}; pass the "
+                              "--out folder of the run")
+        cfg = kind.from_dict(load_checkpoint(out)["config"])
+    else:
+        cfg = load_preset(preset, kind, preset_dir)
+    cfg.override(list(overrides))
+    if data_path:
+        cfg.data.path = str(data_path)
+    return cfg
+
+
 def write_history(run_dir: Path, history: list[dict]) -> None:
     (run_dir / "history.json").write_text(json.dumps(history, indent=1))
     with open(run_dir / "history.csv", "w", newline="") as fh:
@@ -322,7 +342,7 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
 
 
 def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume: bool = False,
-        progress: bool = True, on_epoch=None) -> Run:
+        progress: bool = True) -> Run:
     """Train `cfg` on data['train'], scoring data['test'] each epoch; checkpoints in run_dir."""
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT
@@ -368,10 +388,11 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
             run.save(ckpt_path, data_id)
             write_history(run_dir, run.history)
             if progress:
-                tqdm.write(f"epoch {run.epoch}: train -ELBO {train_loss:.1f}  test -ELBO "
-                           f"{test_loss:.1f} per clip  ({seconds:.0f}s)")
-            if on_epoch is not None:
-                on_epoch(run)
+                weighted = cfg.train.kl_weight != 1 or cfg.train.kl_warmup
+                scored = min(len(data["test"]), cfg.train.eval_clips or len(data["test"]))
+                tqdm.write(f"epoch {run.epoch}: train {'KL-weighted loss' if weighted else '-ELBO'} "
+                           f"{train_loss:.1f}, -ELBO of {scored} test clips {test_loss:.1f} "
+                           f"(nats per clip; {seconds:.0f}s)")
     if world.size > 1 and not all_equal([*run.model.parameters(), *run.guide.parameters()]):
         raise TrainingError("the ranks' parameters differ after training; this is a bug, please "
                             "report it with the command you ran")

@@ -51,16 +51,27 @@ def save_clip_grid(path: str | Path, videos: torch.Tensor, labels: list[str], ti
 
 
 def history_figure(history: list[dict]) -> Figure:
-    """Train and test -ELBO per clip against epochs."""
-    fig = Figure(figsize=(5, 3.2), dpi=100)
-    ax = fig.subplots()
+    """Train and test -ELBO per clip against epochs, and beside it the test KL of f and of z_1:T
+    (where the history records them): a KL near 0 says the latents carry nothing."""
+    terms = "test_kl_f" in history[-1]
+    fig = Figure(figsize=(9 if terms else 5, 3.2), dpi=100)
+    axes = fig.subplots(1, 2 if terms else 1, squeeze=False)[0]
     epochs = [h["epoch"] for h in history]
-    ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
-    ax.plot(epochs, [h["test_loss"] for h in history], "s--", label="test")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("-ELBO per clip (nats)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    axes[0].plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    axes[0].plot(epochs, [h["test_loss"] for h in history], "s--", label="test")
+    axes[0].set_ylabel("-ELBO per clip (nats)")
+    if terms:
+        with_terms = [h for h in history if "test_kl_f" in h]  # runs begun before they were kept
+        for key, label in (("test_kl_f", "KL(q(f) || p(f))"), ("test_kl_z", "KL of z_1:T")):
+            axes[1].plot([h["epoch"] for h in with_terms], [h[key] for h in with_terms], "o-",
+                         label=label)
+        axes[1].set_ylabel("test KL per clip (nats)")
+        axes[1].set_ylim(bottom=0)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     return fig
 

@@ -36,12 +36,13 @@ for r in rows:
 
 fig, ax = plt.subplots(figsize=(7, 4))
 for k in keys:
-    ax.plot([r["minutes"] for r in rows], [r[k] for r in rows], "o-", label=k,
+    ax.plot([r["epoch"] for r in rows], [r[k] for r in rows], "o-", label=k,
             lw=2.5 if k == "motion" else 1.2)
 ax.axhline(95, color="k", ls="--", lw=0.8)
 ax.text(0.01, 93, "goal 95%", fontsize=8, transform=ax.get_yaxis_transform(), va="top")
-ax.set(xlabel="training minutes (2 CPU cores, shared)", ylabel="judge accuracy (%)", ylim=(0, 101),
+ax.set(xlabel="epoch (9,000 clips each)", ylabel="judge accuracy (%)", ylim=(0, 101),
        title="Real Sprites, cpu preset: 2 unsupervised epochs, then q(f) from a sibling clip")
+ax.xaxis.get_major_locator().set_params(integer=True)
 ax.legend(fontsize=8, ncol=2, loc="lower right")
 fig.tight_layout()
 figure.parent.mkdir(parents=True, exist_ok=True)

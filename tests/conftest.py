@@ -23,6 +23,7 @@ def tiny_config(**model) -> Config:
         setattr(m, k, v)
     t = cfg.train
     t.epochs, t.batch_size, t.lr, t.eval_clips = 2, 6, 3e-3, 0
+    t.device = "cpu"  # exact resume is a CPU promise: cuDNN's conv backward is not deterministic
     cfg.data.name = "npz"
     cfg.data.path = "tiny.npz"
     cfg.validate()
@@ -39,6 +40,19 @@ def tiny_split(characters, seed=0) -> Split:
 @pytest.fixture
 def tiny_data():
     return {"train": tiny_split([0, 259, 518, 777]), "test": tiny_split([1036, 1295])}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cache_in_a_temporary_folder(tmp_path_factory):
+    """Datasets the tests build (dSprites' 377 MB, real Sprites) are cached for this session only,
+    never in the user's home; notebook kernels inherit the variable."""
+    old = os.environ.get("DSAE_CACHE")
+    os.environ["DSAE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("DSAE_CACHE")
+    else:
+        os.environ["DSAE_CACHE"] = old
 
 
 @pytest.fixture(autouse=True)

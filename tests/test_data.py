@@ -93,7 +93,7 @@ def test_npz_round_trip_and_bad_files(tmp_path):
 
 
 def _recipe_cell(folder, character, row, col):
-    """The recipe of DESIGN.md section 3, written out independently of the builder."""
+    """Li & Mandt's recipe (YingzhenLi/Sprites), written out independently of the builder."""
     b, lo, tp, hr = np.unravel_index(character, (6, 6, 6, 6))
     im = Image.new("RGBA", (832, 1344), (0, 0, 0, 255))
     for name in (f"body/{b}", f"bottomwear/{lo}", f"topwear/{tp}", f"hair/{hr}", "shoes/1"):

@@ -92,7 +92,8 @@ def test_dsae_train_under_torchrun(tmp_path, tiny_npz):
            "--epochs", "2", "--out", str(run), "--no-report", "--quiet",
            "--set", "train.batch_size=3", "--set", "model.f_dim=4", "--set", "model.z_dim=3",
            "--set", "model.hidden=8", "--set", "model.conv_channels=[4,4,4,4]",
-           "--set", "model.conv_features=[16]", "--set", "train.eval_clips=6"]
+           "--set", "model.conv_features=[16]", "--set", "train.eval_clips=6",
+           "--set", "train.device=cpu"]  # gloo on CPU, also where a GPU is present
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

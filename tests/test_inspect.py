@@ -30,8 +30,10 @@ def test_encode_matches_the_guide(trained):
     model, guide, x = trained
     post = ins.encode(guide, x)
     tr = poutine.trace(ins.use_mean()(guide)).get_trace(x)
-    assert torch.allclose(post.f, tr.nodes["f"]["fn"].mean, atol=1e-6)
-    assert torch.equal(post.f, post.f_loc)
+    with torch.no_grad():  # q(f | x) straight from the guide's networks, no Pyro
+        loc, scale = guide.q_f(guide.encoder(x))
+    torch.testing.assert_close(post.f, loc)
+    torch.testing.assert_close(post.f_scale, scale)
     assert torch.allclose(post.z[:, 2], tr.nodes["z_3"]["value"], atol=1e-6)
     # the full guide's z depends on f: with means everywhere, z_loc is q's mean given f = E[f]
     assert torch.equal(post.z, post.z_loc)
@@ -81,7 +83,10 @@ def test_diagnose_splits_the_elbo(trained):
     pyro.set_rng_seed(0)
     d = ins.diagnose(model, guide, x)
     assert set(d.kl) == {"f", *[f"z_{t}" for t in range(1, 9)]}
-    assert all(v >= 0 for v in d.kl.values())
+    post = ins.encode(guide, x)  # KL(N(m, s) || N(0, 1)) = (s^2 + m^2 - 1) / 2 - log s, by hand
+    m, sd = post.f_loc, post.f_scale
+    by_hand = ((sd ** 2 + m ** 2 - 1) / 2 - sd.log()).sum() / len(x)
+    assert d.kl["f"] == pytest.approx(float(by_hand), rel=1e-5)
     assert d.kl_z == pytest.approx(sum(d.kl[f"z_{t}"] for t in range(1, 9)))
     assert 0 <= d.share_f <= 1
     assert d.active_f.shape == (model.cfg.f_dim,) and d.active_z.shape == (model.cfg.z_dim,)
@@ -90,3 +95,23 @@ def test_diagnose_splits_the_elbo(trained):
     loss = Trace_ELBO().loss(model.model, guide, x) / len(x)
     mc = sum(d.log_p.values()) - sum(d.log_q.values())
     assert -loss == pytest.approx(mc, rel=1e-5)
+
+
+def test_inspecting_mid_training_uses_and_keeps_the_running_statistics():
+    """Right after a bare svi.step (train mode) the helpers read BatchNorm's running statistics,
+    never change them, and hand the modules back in train mode."""
+    from conftest import tiny_split
+
+    cfg = tiny_config()
+    model, guide = DSAE(cfg.model), make_guide(cfg.model)
+    x = to_tensor(tiny_split([0, 777]).x[:6])
+    SVI(model.model, guide, pyro.optim.Adam({"lr": 3e-3}), Trace_ELBO()).step(x)
+    state = {k: v.clone() for k, v in [*model.state_dict().items(), *guide.state_dict().items()]}
+    one, two = ins.encode(guide, x[:2]), ins.encode(guide, x)
+    torch.testing.assert_close(one.f, two.f[:2])  # eval mode: a clip's code ignores its batch
+    ins.decode(model, {"f": two.f})
+    ins.diagnose(model, guide, x)
+    ins.predictive(model, guide, x, num_samples=2)
+    after = dict([*model.state_dict().items(), *guide.state_dict().items()])
+    assert all(torch.equal(v, after[k]) for k, v in state.items())
+    assert model.training and guide.training

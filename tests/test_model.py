@@ -65,7 +65,7 @@ def hand_prior_step(prior, z_prev, state):
     """One prior step written out from the equations, with the module's weights."""
     h, c = state
     lin = torch.nn.functional.linear
-    if isinstance(prior, ImprovedPrior):  # seed 003
+    if isinstance(prior, ImprovedPrior):  # Yingzhen Li's
         c_hat = torch.tanh(lin(torch.cat([z_prev, c], -1), prior.mlp_c.weight, prior.mlp_c.bias))
         phi = torch.tanh(lin(z_prev, prior.mlp_phi.weight, prior.mlp_phi.bias))
         h_hat = torch.tanh(lin(torch.cat([z_prev, h], -1), prior.mlp_h.weight, prior.mlp_h.bias))
@@ -179,7 +179,7 @@ def test_l2_likelihood_is_the_sum_of_squared_errors():
 @pytest.mark.parametrize("guide_name,depends", [("causal", True), ("factorized", False),
                                                 ("full", False)])
 def test_only_the_causal_guide_feeds_back_z(guide_name, depends):
-    """q(z_2 | .) moves with the value of z_1 only for q(z_t | x_t, z_<t)."""
+    """q(z_2 | .) moves with the value of z_1 only for the causal q(z_t | x_1:t, z_<t)."""
     _, _, guide = build(guide_name)
     x = torch.rand(2, T, 3, 64, 64)
     f = torch.zeros(2, 4)
@@ -225,3 +225,34 @@ def test_q_f_reads_x_f_and_q_z_reads_x_z(guide_name):
     of_x = poutine.trace(guide).get_trace(x)
     assert torch.allclose(site(crossed, "z_1"), site(of_y, "z_1"), atol=1e-6)
     assert torch.allclose(site(crossed, "f"), site(of_x, "f"), atol=1e-6)
+
+
+def test_paper_preset_has_li_and_mandts_layer_sizes():
+    """Encoder: conv -> 4096 -> 2048; decoder: concat(f, z_t) (288) -> 4096 -> 8*8*256, as published."""
+    from torch import nn
+
+    from dsae_pyro.config import Config, load_preset
+    from dsae_pyro.nets import FrameDecoder, FrameEncoder
+
+    cfg = load_preset("paper").model
+    linear = [(m.in_features, m.out_features) for m in FrameDecoder(cfg).fc if isinstance(m, nn.Linear)]
+    assert linear == [(288, 4096), (4096, 8 * 8 * 256)]
+    linear = [(m.in_features, m.out_features) for m in FrameEncoder(cfg).fc if isinstance(m, nn.Linear)]
+    assert linear == [(8 * 8 * 256, 4096), (4096, 2048)]
+    assert Config.from_dict(load_preset("paper").to_dict()).model.decoder_features == [4096]
+
+
+@pytest.mark.parametrize("guide,reads_earlier,reads_later", [
+    ("factorized", False, False), ("causal", True, False), ("full", True, True)])
+def test_which_frames_each_guide_reads(guide, reads_earlier, reads_later):
+    """q(z_3 | .): factorized reads x_3 alone, causal x_1..x_3, full every frame (through f too)."""
+    from dsae_pyro.inspect import encode
+
+    torch.manual_seed(0)
+    g = make_guide(tiny_config(guide=guide).model).eval()
+    x = torch.rand(2, 8, 3, 64, 64)
+    first, last = x.clone(), x.clone()
+    first[:, 0], last[:, -1] = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    z3 = [encode(g, v).z_loc[:, 2] for v in (x, first, last)]
+    assert (not torch.allclose(z3[0], z3[1])) == reads_earlier
+    assert (not torch.allclose(z3[0], z3[2])) == reads_later

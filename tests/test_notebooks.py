@@ -20,7 +20,7 @@ def test_notebooks_are_found_and_saved_without_outputs():
 def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("CI", "true")
     nb = nbformat.read(path, as_version=4)
+    # a cell that raises makes execute() raise CellExecutionError, failing the test
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
+    assert any(o.get("output_type") for c in nb.cells for o in c.get("outputs", []))  # it ran

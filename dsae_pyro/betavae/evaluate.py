@@ -1,4 +1,4 @@
-"""Scoring a trained beta-VAE: the three disentanglement metrics on posterior means, and seed 004's
+"""Scoring a trained beta-VAE: the three disentanglement metrics on posterior means, and the
 per-latent table (mean posterior variance, KL, the factor each latent tracks best)."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def latent_table(mi: np.ndarray, entropy: np.ndarray, variance: np.ndarray,
                  kl: list[float]) -> list[dict]:
     """Per latent: mean posterior variance, KL, the factor with the largest normalised mutual
     information, and that information. A latent whose posterior variance stays near the prior's
-    (> ACTIVE_VARIANCE) carries nothing; it is marked "-" (seed 004's reading of its table)."""
+    (> ACTIVE_VARIANCE) carries nothing; it is marked "-" (how the beta-VAE papers read such a table)."""
     nmi = mi / entropy[None, :]
     return [{"latent": f"z{i}", "variance": float(variance[i]), "kl": float(kl[i]),
              "factor": FACTOR_NAMES[int(nmi[i].argmax())] if variance[i] < ACTIVE_VARIANCE else "-",
@@ -63,6 +63,6 @@ def evaluate_betavae(vae: BetaVAE, data: DSprites, kl: list[float], images: int 
 
 def scores_markdown(scores: dict) -> str:
     return (disentanglement_markdown(scores, FACTOR_NAMES)
-            + "\nPublished beta-VAE on dSprites (DESIGN.md section 4): MIG ~0.21, FactorVAE "
+            + "\nPublished beta-VAE on dSprites (Locatello et al. 2019, other pixels): MIG ~0.21, FactorVAE "
             f"metric ~0.82. On the posterior means of {scores['images']} images.\n\n"
             + latent_markdown(scores["latents"]))

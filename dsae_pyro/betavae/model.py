@@ -1,4 +1,4 @@
-"""The beta-VAE as a Pyro model and guide (seed 004).
+"""The beta-VAE as a Pyro model and guide (Higgins et al. 2017).
 
     z ~ N(0, I_10)                       latents
     x | z ~ Bernoulli(decoder(z))        64x64 binary pixels

@@ -1,4 +1,4 @@
-"""The two training objectives of seed 004, both computed from Pyro traces.
+"""The two training objectives of the beta-VAE, both computed from Pyro traces.
 
 H (Higgins et al. 2017): maximise E_q[log p(x | z)] - beta KL(q(z | x) || p(z)). The model and guide
     scale their z site by beta (poutine.scale), so this is plain `Trace_ELBO`.

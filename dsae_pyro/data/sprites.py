@@ -1,4 +1,4 @@
-"""The real Sprites data of Li & Mandt, built from the LPC sprite sheets (DESIGN.md section 3).
+"""The real Sprites data of Li & Mandt, built from the LPC sprite sheets by their recipe.
 
 Recipe: for each character (body, bottom, top, hair) composite, on an opaque black canvas, the sheets
 body, bottomwear, topwear, hair and shoes/1.png with Pillow's `Image.alpha_composite`; cut 64x64 cells

@@ -1,4 +1,4 @@
-"""The Sprites disentanglement protocol (DESIGN.md section 4), judged by a trained classifier.
+"""The Sprites disentanglement protocol (Li & Mandt 2018; Das & Dandi), judged by a trained classifier.
 
 - fix z_1:T (posterior means), sample f ~ p(f), decode: does the judge still see the source motion?
   Accuracy of motion, and of its parts action and direction; IS, H(y|x), H(y) of the motion softmax.

@@ -1,0 +1,32 @@
+"""The report's choice of clips finishes on any split, and says when it had to settle for less."""
+
+import numpy as np
+import pytest
+from conftest import tiny_split
+
+from dsae_pyro.report import pick_pairs
+
+
+def test_pairs_differ_in_character_action_and_direction():
+    split = tiny_split([0, 259, 518])
+    a, b = pick_pairs(split, 6, seed=3)
+    assert len(a) == 6
+    assert (split.character[a] != split.character[b]).all()
+    assert (split.motion[a] // 3 != split.motion[b] // 3).all()
+    assert (split.motion[a] % 3 != split.motion[b] % 3).all()
+
+
+def test_one_character_or_no_labels_finishes_with_a_warning():
+    """Used to loop forever: no pair differs in character."""
+    one = tiny_split([0])
+    with pytest.warns(UserWarning, match="differ in character only|differ in motion only"):
+        a, b = pick_pairs(one, 4)
+    assert len(a) == 4 and (one.motion[a] != one.motion[b]).all()
+    unlabelled = tiny_split([0])
+    unlabelled.motion[:], unlabelled.character[:] = 0, 0
+    with pytest.warns(UserWarning, match="differ in clip only"):
+        a, b = pick_pairs(unlabelled, 4)
+    assert (a != b).all()
+    with pytest.warns(UserWarning, match="one clip"):
+        a, b = pick_pairs(unlabelled.subset(slice(0, 1)), 2)
+    assert np.array_equal(a, [0, 0])
