@@ -8,11 +8,9 @@ import time
 from pathlib import Path
 
 from .config import (
-    DECODERS,
     F_SOURCES,
-    GUIDES,
     LIKELIHOODS,
-    PRIORS,
+    OBJECTIVES_DSAE,
     Z_SOURCES,
     ConfigError,
     available_presets,
@@ -47,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train a DSAE with SVI and write a run report",
                        description="Train a DSAE with SVI. Writes config.toml, checkpoint.pt "
                        "(every epoch), history.csv/json, figures and report.html into --out.")
+    from .guides import GUIDES
+    from .nets import DECODERS
+    from .priors import PRIORS
+
     p.add_argument("--preset", default="cpu",
                    help=f"one of {available_presets()} or a .toml file (default: cpu)")
     for name, choices, help_ in (("guide", GUIDES, "inference network"),
@@ -61,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--z-source", choices=Z_SOURCES,
                    help="which view q(z_1:T) reads in training: self (default) or recolour "
                         "(colours scrambled per clip, so colours must come from f)")
+    p.add_argument("--objective", choices=OBJECTIVES_DSAE,
+                   help="elbo (Li & Mandt, default) or contrastive: the ELBO plus InfoNCE bounds on "
+                        "I(x; f) and I(x; z) and a penalty on I(f; z), no labels (weights: "
+                        "train.nce_f_weight, train.nce_z_weight, train.mi_weight, train.temperature)")
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset field, e.g. --set train.lr=5e-4 (repeatable)")
@@ -167,7 +173,7 @@ def _cmd_train(args) -> int:
         overrides.append(f"data.name={args.data}")
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    for name in ("f_source", "z_source"):
+    for name in ("f_source", "z_source", "objective"):
         if getattr(args, name) is not None:
             overrides.append(f"train.{name}={getattr(args, name)}")
     cfg = run_config(args.preset, overrides, args.out, args.resume, args.data_path)

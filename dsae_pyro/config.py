@@ -18,11 +18,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_DIR = Path(__file__).parent / "presets"
-GUIDES = ("factorized", "full", "causal")
-PRIORS = ("lstm", "improved")
-DECODERS = ("conv", "improved")
 LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
 ELBOS = ("trace", "meanfield")
+OBJECTIVES_DSAE = ("elbo", "contrastive")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
 DATASETS = ("synthetic", "sprites", "npz")
@@ -88,6 +86,13 @@ class TrainConfig:
     # cannot carry skin and clothes colours: unsupervised)
     z_source: str = "self"
     num_particles: int = 1
+    # elbo: Trace_ELBO (or meanfield); contrastive: the ELBO plus InfoNCE bounds on I(x; f) and
+    # I(x; z_1:T) and a penalty on I(f; z_1:T), no labels (objectives.ContrastiveLoss)
+    objective: str = "elbo"
+    nce_f_weight: float = 1.0  # contrastive: weight of InfoNCE(f; f of the shuffled clip)
+    nce_z_weight: float = 1.0  # contrastive: weight of InfoNCE(z; z of the recoloured clip)
+    mi_weight: float = 1.0  # contrastive: weight of the I(f; z_1:T) penalty
+    temperature: float = 0.5  # contrastive: of the cosine critic
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
     device: str = "auto"  # auto | cpu | cuda
@@ -175,9 +180,16 @@ class Config(Sectioned):
     preset: str = "custom"
 
     def validate(self) -> None:
+        # the names come from the registries that build the networks (imported here: they import
+        # this module)
+        from .guides import GUIDES
+        from .nets import DECODERS
+        from .priors import PRIORS
+
         m = self.model
         self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
                             "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
+                            "train.objective": OBJECTIVES_DSAE,
                             "train.f_source": F_SOURCES, "train.z_source": Z_SOURCES,
                             "data.name": DATASETS, "train.device": DEVICES},
                    positive=("train.kl_weight", "model.x_scale", "train.lr"),

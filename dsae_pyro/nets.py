@@ -106,9 +106,12 @@ class ImprovedDecoder(nn.Module):
         return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
 
 
+DECODERS = {"conv": FrameDecoder, "improved": ImprovedDecoder}  # the names model.decoder accepts
+
+
 def make_decoder(cfg: ModelConfig) -> nn.Module:
     """The decoder named by cfg.decoder: "conv" (mirror of the encoder) or "improved" (Yingzhen Li's)."""
-    return {"conv": FrameDecoder, "improved": ImprovedDecoder}[cfg.decoder](cfg)
+    return DECODERS[cfg.decoder](cfg)
 
 
 class GaussianHead(nn.Module):

@@ -30,6 +30,7 @@ from .data.views import other_clips, recolour
 from .distributed import DistributedLoss, World, all_equal, setup
 from .guides import Guide, make_guide
 from .model import DSAE
+from .objectives import ContrastiveLoss
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -130,6 +131,7 @@ class Run:
     world: World = World()
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    terms: dict[str, float] = field(default_factory=dict)  # the objective's extra terms, last epoch
 
     @classmethod
     def create(cls, cfg: Config, device: torch.device | None = None,
@@ -146,7 +148,11 @@ class Run:
         optim = Adam({"lr": t.lr, "betas": (t.beta1, t.beta2)})
         elbo_cls = Trace_ELBO if t.elbo == "trace" else TraceMeanField_ELBO
         elbo = elbo_cls(num_particles=t.num_particles)
-        loss = DistributedLoss(elbo, model, guide, world=world) if world.size > 1 else elbo
+        objective = elbo
+        if t.objective == "contrastive":
+            objective = ContrastiveLoss(t.nce_f_weight, t.nce_z_weight, t.mi_weight, t.temperature)
+        loss = (DistributedLoss(objective, model, guide, world=world) if world.size > 1
+                else objective)
         svi = SVI(model.model, guide, optim, loss)
         if world.size > 1:
             pyro.set_rng_seed(world.noise_seed(t.seed))  # each rank draws its own noise
@@ -190,6 +196,11 @@ class Run:
         self.guide.train()
         total, seen = 0.0, 0
         t = self.cfg.train
+        contrastive = self.contrastive
+        if contrastive is not None:  # its views and its aggregate-posterior estimate
+            contrastive.dataset_size = len(train)
+            contrastive.generator = torch.Generator().manual_seed(t.seed * 100_003 + self.epoch + 11)
+            self.terms = dict.fromkeys(("nce_f", "nce_z", "mi_fz"), 0.0)
         partner = None
         if t.f_source == "sibling":  # q(f) reads another clip of each character
             partner = other_clips(train.character, np.random.default_rng([t.seed, self.epoch]))
@@ -214,8 +225,21 @@ class Run:
             if i == 0:
                 check_trained_by_store(self.model, self.guide)
             total, seen = total + loss, seen + len(idx)
+            if contrastive is not None:
+                for k in self.terms:
+                    self.terms[k] += contrastive.terms.get(k, 0.0) * len(idx)
             bar.set_postfix(loss=f"{total / seen:.1f}")
+        if contrastive is not None:
+            self.terms = {k: v / seen for k, v in self.terms.items()}
         return total / seen
+
+    @property
+    def contrastive(self) -> ContrastiveLoss | None:
+        """The contrastive objective when train.objective asks for it."""
+        loss = self.svi.loss
+        if isinstance(loss, DistributedLoss):
+            loss = loss.ddp.module.elbo
+        return loss if isinstance(loss, ContrastiveLoss) else None
 
     def kl_weight(self, step: int) -> float:
         """train.kl_weight, raised linearly over the first train.kl_warmup steps (KL warm-up)."""
@@ -379,6 +403,7 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                                 "test_loss": scores["loss"], "test_recon": scores["recon"],
                                 "test_kl_f": scores["kl_f"], "test_kl_z": scores["kl_z"],
                                 "test_explained": round(scores["explained"], 4),
+                                **{f"train_{k}": v for k, v in run.terms.items()},
                                 "seconds": round(seconds, 2),
                                 "clips_per_s": round(len(data["train"]) / seconds, 1)})
             test_loss = scores["loss"]

@@ -14,9 +14,12 @@ import pytest
 import torch
 from conftest import tiny_config, tiny_split
 
-from dsae_pyro.config import DECODERS, GUIDES, LIKELIHOODS, PRIORS
+from dsae_pyro.config import LIKELIHOODS
 from dsae_pyro.data import to_tensor
 from dsae_pyro.data.views import other_clips, recolour
+from dsae_pyro.guides import GUIDES
+from dsae_pyro.nets import DECODERS
+from dsae_pyro.priors import PRIORS
 from dsae_pyro.train import Run, TrainingError, check_trained_by_store, collapse_warning
 
 IMPROVED_DECODER = {"decoder_hidden": 16, "decoder_channels": 4}

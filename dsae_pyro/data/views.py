@@ -6,6 +6,8 @@ the latents can learn, not about the objective (see `train.f_source` and `train.
   character's clips share (weak supervision by identity);
 - `recolour`: the clip with its colours scrambled, for q(z): z_1:T then cannot learn colours, so
   skin and clothes colours must come from f (unsupervised, like C-DSVAE's motion augmentation).
+`shuffle_frames` and `recolour` are also the positive pairs of the contrastive objective
+(`objectives.ContrastiveLoss`): one keeps the appearance, the other the motion.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ def other_clips(character: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = np.empty_like(order)
     out[order] = order[start + (np.arange(len(order)) - start + shift) % size]
     return out
+
+
+def shuffle_frames(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clips (B, T, ...) with, per clip, the frames in a random order that is never the original
+    one (for T >= 2): the appearance survives, the motion does not."""
+    b, t = x.shape[:2]
+    order = torch.rand(b, t, generator=generator).argsort(-1)
+    same = (order == torch.arange(t)).all(-1)
+    order[same] = order[same].roll(1, -1)  # the identity, rolled by one, is never the identity
+    return x[torch.arange(b)[:, None], order.to(x.device)]
 
 
 def recolour(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

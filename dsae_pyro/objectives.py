@@ -1,0 +1,126 @@
+"""Training objectives of the DSAE beyond the plain ELBO, as losses `pyro.infer.SVI` takes.
+
+`ContrastiveLoss` (train.objective = "contrastive") is the ELBO plus two InfoNCE bounds and a
+penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of any kind:
+
+    loss = -ELBO - w_f B I_nce(f; f of the clip with its frames shuffled)
+                 - w_z B I_nce(z_1:T; z_1:T of the clip recoloured)
+                 + w_mi B I_mws(f; z_1:T)
+
+- shuffling frames keeps the appearance and destroys the motion, so the f of a clip must match the
+  f of its shuffled self and differ from the other clips' f;
+- recolouring (`data.views.recolour`) keeps the motion and destroys the colours, so z_1:T must match
+  across the two and differ between clips;
+- I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch-weighted sampling
+  (Chen et al. 2018), is penalised so that the two latents do not carry the same thing.
+
+B is the batch size: the terms are summed over clips like the ELBO. With every weight 0 the loss is
+`Trace_ELBO`'s, value and gradients (tests/test_objectives.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from torch.distributions import Normal
+
+from .data.views import recolour, shuffle_frames
+
+
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """InfoNCE lower bound (nats) on I(a; b) from B paired rows, with the cosine critic
+    cos(a_i, b_j) / temperature: log B minus the cross-entropy of finding each row's partner among
+    the B candidates. Never above log B (van den Oord et al. 2018)."""
+    logits = F.normalize(a.flatten(1), dim=-1) @ F.normalize(b.flatten(1), dim=-1).T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return math.log(len(a)) - F.cross_entropy(logits, target)
+
+
+def log_q_aggregate(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
+                    dataset_size: int) -> torch.Tensor:
+    """log q(v_i) of the aggregate posterior q(v) = 1/N sum_n q(v | x_n), for each of B samples
+    v_i (B, D) with v_i ~ q(v | x_i), from the batch's B posteriors (loc, scale (B, D)):
+    minibatch-weighted sampling, the clip's own posterior weighted 1/N and each of the B - 1 others
+    (N - 1) / (N (B - 1)), so that the estimate is unbiased for a batch drawn from N clips."""
+    b, n = len(value), max(dataset_size, len(value))
+    log_q = Normal(loc.unsqueeze(0), scale.unsqueeze(0)).log_prob(value.unsqueeze(1)).sum(-1)
+    own = torch.eye(b, dtype=torch.bool, device=value.device)
+    others = math.log(n - 1) - math.log(n * (b - 1)) if b > 1 else -math.inf
+    log_w = torch.where(own, -math.log(n), others)
+    return torch.logsumexp(log_q + log_w, dim=1)
+
+
+def mws_mutual_information(f: torch.Tensor, f_loc: torch.Tensor, f_scale: torch.Tensor,
+                           z: torch.Tensor, z_loc: torch.Tensor, z_scale: torch.Tensor,
+                           dataset_size: int) -> torch.Tensor:
+    """I(f; z) under the aggregate posterior, E[log q(f, z) - log q(f) - log q(z)], estimated by
+    minibatch-weighted sampling (Chen et al. 2018) from one sample (f_i, z_i) ~ q(. | x_i) per clip
+    and the batch's posteriors q(f | x_j) q(z | x_j) (Gaussian, diagonal, each flattened to (B, D))."""
+    joint = log_q_aggregate(torch.cat([f, z], -1), torch.cat([f_loc, z_loc], -1),
+                            torch.cat([f_scale, z_scale], -1), dataset_size)
+    return (joint - log_q_aggregate(f, f_loc, f_scale, dataset_size)
+            - log_q_aggregate(z, z_loc, z_scale, dataset_size)).mean()
+
+
+def _posterior(trace, frames: int) -> tuple[torch.Tensor, ...]:
+    """(f, f_loc, f_scale, z, z_loc, z_scale) of a guide trace, z_1:T flattened to (B, T * Z).
+    For the full and causal guides q(z_t) is read given the sampled f and z_<t."""
+    f_site = trace.nodes["f"]
+    z_sites = [trace.nodes[f"z_{t}"] for t in range(1, frames + 1)]
+
+    def cat(values):
+        return torch.cat(values, -1)
+
+    return (f_site["value"], f_site["fn"].base_dist.loc, f_site["fn"].base_dist.scale,
+            cat([s["value"] for s in z_sites]), cat([s["fn"].base_dist.loc for s in z_sites]),
+            cat([s["fn"].base_dist.scale for s in z_sites]))
+
+
+class ContrastiveLoss:
+    """The contrastive objective as a loss for `SVI(model, guide, optim, loss=ContrastiveLoss(...))`.
+
+    `terms` holds the last step's parts (nats per clip) for the training history; `dataset_size`
+    (the training split's size) scales the aggregate-posterior estimate."""
+
+    def __init__(self, f_weight: float = 1.0, z_weight: float = 1.0, mi_weight: float = 1.0,
+                 temperature: float = 0.5, dataset_size: int = 9000,
+                 generator: torch.Generator | None = None):
+        self.f_weight, self.z_weight, self.mi_weight = f_weight, z_weight, mi_weight
+        self.temperature, self.dataset_size = temperature, dataset_size
+        self.generator = generator
+        self.terms: dict[str, float] = {}
+
+    def __call__(self, model, guide, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.differentiable_loss(model, guide, x, **kwargs)
+
+    def differentiable_loss(self, model, guide, x: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Summed over the batch, like Trace_ELBO's loss."""
+        g = poutine.trace(guide).get_trace(x, **kwargs)
+        m = poutine.trace(poutine.replay(model, trace=g)).get_trace(x, **kwargs)
+        loss = g.log_prob_sum() - m.log_prob_sum()  # -ELBO (scales from poutine.scale applied)
+        batch, frames = x.shape[:2]
+        self.terms = {"neg_elbo": loss.item() / batch}
+        if not (self.f_weight or self.z_weight or self.mi_weight):
+            return loss
+        post = _posterior(g, frames)
+        if self.f_weight:  # I(x; f): positives are the clip with its frames shuffled
+            with poutine.block():
+                shuffled = poutine.trace(guide).get_trace(shuffle_frames(x, self.generator))
+            nce_f = info_nce(post[1], shuffled.nodes["f"]["fn"].base_dist.loc, self.temperature)
+            loss = loss - self.f_weight * batch * nce_f
+            self.terms["nce_f"] = nce_f.item()
+        if self.z_weight:  # I(x; z_1:T): positives are the clip recoloured
+            with poutine.block():
+                coloured = _posterior(poutine.trace(guide).get_trace(recolour(x, self.generator)),
+                                      frames)
+            nce_z = info_nce(post[4], coloured[4], self.temperature)
+            loss = loss - self.z_weight * batch * nce_z
+            self.terms["nce_z"] = nce_z.item()
+        if self.mi_weight:  # I(f; z_1:T) under the aggregate posterior
+            mi = mws_mutual_information(*post, dataset_size=self.dataset_size)
+            loss = loss + self.mi_weight * batch * mi
+            self.terms["mi_fz"] = mi.item()
+        return loss

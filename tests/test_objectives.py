@@ -1,0 +1,97 @@
+"""The contrastive objective: its estimators against closed forms, its views, and that it is
+Trace_ELBO when its weights are 0."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from conftest import tiny_config, tiny_split
+from pyro.infer import Trace_ELBO
+
+from dsae_pyro.data import to_tensor
+from dsae_pyro.data.views import shuffle_frames
+from dsae_pyro.guides import make_guide
+from dsae_pyro.model import DSAE
+from dsae_pyro.objectives import ContrastiveLoss, info_nce, mws_mutual_information
+
+
+def correlated(n, d, rho, seed=0):
+    """n pairs of d-dim standard Gaussians, each coordinate pair with correlation rho:
+    I(a; b) = -d/2 log(1 - rho^2)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(n, d, generator=g)
+    return a, rho * a + math.sqrt(1 - rho**2) * torch.randn(n, d, generator=g)
+
+
+def test_info_nce_is_a_bound_below_the_true_information_and_log_batch():
+    for rho, d in ((0.9, 8), (0.99, 2), (0.6, 4)):
+        a, b = correlated(256, d, rho)
+        true = -d / 2 * math.log(1 - rho**2)
+        est = float(info_nce(a, b, temperature=0.2))
+        assert est <= min(true, math.log(256)) + 0.1
+        assert est > 0.3 * min(true, math.log(256))  # and not a vacuous one
+    a, b = correlated(256, 8, 0.0)
+    assert -0.5 < float(info_nce(a, b)) < 0.05  # independent: a lower bound on 0
+    same = torch.randn(64, 8)
+    assert float(info_nce(same, same, temperature=0.05)) <= math.log(64) + 1e-6
+
+
+@pytest.mark.parametrize("rho,dataset", [(0.0, 1), (0.8, 1), (0.8, 20)])
+def test_minibatch_weighted_mutual_information_matches_the_closed_form(rho, dataset):
+    """q(f | x_n) = N(s_n, sigma), q(z | x_n) = N(t_n, sigma) with (s, t) correlated Gaussians:
+    the aggregate posterior is Gaussian with corr(f, z) = rho / (1 + sigma^2). The batch is the
+    whole dataset, or a 1/20 part of one (drawn from the same distribution)."""
+    n, sigma = 3000, 0.5
+    s, t = correlated(n, 1, rho, seed=1)
+    g = torch.Generator().manual_seed(2)
+    f = s + sigma * torch.randn(n, 1, generator=g)
+    z = t + sigma * torch.randn(n, 1, generator=g)
+    scale = torch.full((n, 1), sigma)
+    est = float(mws_mutual_information(f, s, scale, z, t, scale, dataset_size=n * dataset))
+    r = rho / (1 + sigma**2)
+    assert est == pytest.approx(-0.5 * math.log(1 - r**2), abs=0.05)
+
+
+def test_shuffled_frames_keep_the_frames_and_never_their_order():
+    x = torch.arange(5 * 8, dtype=torch.float).reshape(5, 8, 1, 1, 1).expand(5, 8, 3, 2, 2)
+    for seed in range(20):
+        y = shuffle_frames(x, torch.Generator().manual_seed(seed))
+        assert torch.equal(y.sort(dim=1).values, x)  # the same frames, each clip its own
+        assert all(not torch.equal(y[i], x[i]) for i in range(5))
+    two = x[:, :2]
+    assert torch.equal(shuffle_frames(two), two.flip(1))  # T = 2: the only other order
+
+
+@pytest.mark.parametrize("guide", ["factorized", "full"])
+def test_with_zero_weights_it_is_trace_elbo_value_and_gradients(guide):
+    cfg = tiny_config(guide=guide)
+    torch.manual_seed(0)
+    model, g = DSAE(cfg.model), make_guide(cfg.model)
+    x = to_tensor(tiny_split([0, 259]).x[:4])
+    params = [*model.parameters(), *g.parameters()]
+
+    def loss_and_grads(loss_fn):
+        pyro.set_rng_seed(3)
+        loss = loss_fn(model.model, g, x, kl_weight=0.7)
+        return loss.item(), torch.autograd.grad(loss, params, allow_unused=True)
+
+    want, want_grads = loss_and_grads(Trace_ELBO().differentiable_loss)
+    got, got_grads = loss_and_grads(ContrastiveLoss(0.0, 0.0, 0.0))
+    assert got == pytest.approx(want, rel=1e-6)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_each_term_moves_the_loss_and_training_logs_them(tmp_path, tiny_data):
+    from dsae_pyro.train import fit
+
+    cfg = tiny_config()
+    cfg.train.objective, cfg.train.epochs = "contrastive", 1
+    run = fit(cfg, tiny_data, tmp_path, progress=False)
+    (h,) = run.history
+    assert {"train_nce_f", "train_nce_z", "train_mi_fz"} <= set(h)
+    assert all(math.isfinite(h[k]) for k in ("train_nce_f", "train_nce_z", "train_mi_fz"))
+    assert h["train_nce_f"] <= math.log(cfg.train.batch_size) + 1e-6
