@@ -9,10 +9,15 @@ from pathlib import Path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable, suffix: str = ".tmp") -> Path:
-    """Call write(fileobj) on a temporary file beside `path`, then rename it into place."""
+    """Call write(fileobj) on a temporary file beside `path`, then rename it into place. Temporary
+    files of `path` left by a writer that was killed mid-write are removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=suffix, delete=False) as tmp:
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{prefix}*{suffix}"):
+        stale.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=prefix, suffix=suffix,
+                                     delete=False) as tmp:
         try:
             write(tmp)
         except BaseException:

@@ -8,6 +8,7 @@ from epoch k draws the same batches and the same noise as one that never stopped
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -358,11 +359,19 @@ def run_config(preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:
-    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
-    with open(run_dir / "history.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+    """history.json and history.csv, each written atomically; the CSV's columns are every key any
+    row has (a run resumed by a newer version records more per epoch)."""
+    atomic_write(run_dir / "history.json", lambda fh: fh.write(json.dumps(history, indent=1).encode()))
+    columns = list(dict.fromkeys(k for row in history for k in row))
+
+    def write_csv(fh):
+        text = io.TextIOWrapper(fh, newline="")
+        w = csv.DictWriter(text, fieldnames=columns, restval="")
         w.writeheader()
         w.writerows(history)
+        text.flush()
+        text.detach()
+    atomic_write(run_dir / "history.csv", write_csv)
 
 
 def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume: bool = False,
@@ -383,6 +392,8 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
         ckpt = load_checkpoint(ckpt_path)
         check_compatible(ckpt, cfg, data_id)
         run.restore(ckpt)
+        if world.main and run.history:  # the checkpoint's history is the true one: repair the files
+            write_history(run_dir, run.history)
         if world.size > 1:  # the checkpoint holds rank 0's noise: give each rank its own again
             pyro.set_rng_seed(world.noise_seed(cfg.train.seed, run.epoch))
     if world.main:

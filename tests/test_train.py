@@ -118,3 +118,31 @@ def test_kl_warmup_rises_linearly_to_the_weight():
     cfg.train.kl_warmup = 0
     assert run.kl_weight(0) == 2.0
 
+
+
+def test_resume_repairs_a_torn_history_and_stale_temporaries(tmp_path, tiny_data):
+    """A kill mid-write leaves a 0-byte history.json and a temporary file: resuming rewrites the
+    history from the checkpoint and removes the temporary."""
+    import json
+
+    cfg = tiny_config()
+    cfg.train.epochs = 1
+    fit(cfg, tiny_data, tmp_path, progress=False)
+    (tmp_path / "history.json").write_text("")
+    (tmp_path / "history.csv").write_text("epoch\n")
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"
+    stale.write_bytes(b"torn")
+    cfg.train.epochs = 2
+    fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
+    assert [h["epoch"] for h in json.loads((tmp_path / "history.json").read_text())] == [1, 2]
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 3
+    assert not stale.exists() and not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_history_csv_takes_every_column(tmp_path):
+    from dsae_pyro.train import write_history
+
+    write_history(tmp_path, [{"epoch": 1, "test_loss": 2.0}, {"epoch": 2, "test_loss": 1.0,
+                                                             "test_kl_f": 0.5}])
+    assert (tmp_path / "history.csv").read_text().splitlines() == [
+        "epoch,test_loss,test_kl_f", "1,2.0,", "2,1.0,0.5"]
