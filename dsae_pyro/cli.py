@@ -28,6 +28,17 @@ EXAMPLES = """examples:
 """
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", choices=["synthetic", "sprites", "npz"],
                    help="dataset (default: the preset's, synthetic)")
@@ -82,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
         q.add_argument("--out", help="output PNG (generate: a prefix; report: ignored)")
         q.add_argument("--seed", type=int, default=0, help="which test clips and samples")
-        q.add_argument("--pairs", type=int, default=4, help="swap: number of pairs; generate: "
-                       "number of source clips")
+        q.add_argument("--pairs", type=_positive, default=4, help="swap: number of pairs; "
+                       "generate: number of source clips")
         _add_data_args(q)
 
     d = sub.add_parser("data", help="build a dataset file (.npz)",
@@ -116,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                        "to report.html.")
     e.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
     e.add_argument("--judge", required=True, help="a judge trained on the same dataset")
-    e.add_argument("--draws", type=int, default=3, help="random draws to average over")
+    e.add_argument("--draws", type=_positive, default=3, help="random draws to average over")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--max-clips", type=int, default=0, help="score only the first N test clips")
     e.add_argument("--iw-samples", type=int, default=16,

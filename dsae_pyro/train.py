@@ -305,6 +305,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise TrainingError(f"{path} is not a dsae_pyro checkpoint ({e})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != 1:
         raise TrainingError(f"{path} is not a dsae_pyro checkpoint")
+    missing = {"config", "model", "optim", "rng", "history"} - set(ckpt)
+    if missing:
+        raise TrainingError(f"{path} is an incomplete dsae_pyro checkpoint (no {sorted(missing)}); "
+                            "train again into a new --out folder")
     return ckpt
 
 

@@ -122,3 +122,32 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     other = tmp_path / "other.pt"
     assert main(["judge", "train", "--data", "npz", "--data-path", str(tmp_path / "x.npz"),
                  "--out", str(other), "--quiet"]) == 2  # missing file: a clear error
+
+
+def test_unreadable_files_and_counts_get_one_clear_line(tmp_path, capsys):
+    import torch
+
+    empty, junk = tmp_path / "empty.npz", tmp_path / "junk.npz"
+    empty.write_bytes(b"")
+    junk.write_bytes(b"\x93NUMPY not really" * 50)
+    for path in (empty, junk):
+        assert main(["train", "--data", "npz", "--data-path", str(path), "--out",
+                     str(tmp_path / "r"), "--quiet"]) == 2
+        assert "is not a readable .npz file" in capsys.readouterr().err
+    assert main(["betavae", "train", "--data-path", str(empty), "--out", str(tmp_path / "b"),
+                 "--quiet"]) == 2
+    assert "is not a readable .npz file" in capsys.readouterr().err
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "model": {}}, checkpoint)
+    assert main(["evaluate", str(tmp_path), "--judge", str(junk)]) == 2
+    assert "incomplete dsae_pyro checkpoint" in capsys.readouterr().err
+    from dsae_pyro.metrics.judge import JudgeError, load_judge
+
+    for judge, message in ((checkpoint, "checkpoint, not a judge"), (junk, "is not a judge file")):
+        with pytest.raises(JudgeError, match=message):
+            load_judge(judge)
+    for args in (["swap", "RUN", "--pairs", "0"], ["generate", "RUN", "--pairs", "-2"],
+                 ["evaluate", "RUN", "--judge", "J", "--draws", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(args)
+        assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err

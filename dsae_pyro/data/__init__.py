@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +40,9 @@ def check_clips(x, name: str = "clips") -> np.ndarray | torch.Tensor:
 
     Accepts uint8 (N, T, 64, 64, 3) pixels, or float tensors/arrays (N, T, 3, 64, 64) in [0, 1].
     """
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise DataError(f"{name} is not an array but {type(x).__name__}; save clips with "
+                        "dsae_pyro.data.save_npz or `dsae data`")
     shape = tuple(x.shape)
     if x.dtype in (np.uint8, torch.uint8):
         if len(shape) != 5 or shape[2:] != (SIZE, SIZE, 3):
@@ -104,13 +110,27 @@ def save_npz(path: str | os.PathLike, data: dict[str, Split]) -> None:
     atomic_write(path, lambda fh: np.savez(fh, **arrays), suffix=".npz")
 
 
+@contextmanager
+def open_npz(path: str | os.PathLike, rebuild: str = "dsae data ... --out FILE"):
+    """np.load of an .npz that names the file and the fix when it cannot be read (empty,
+    truncated, not an npz, pickled objects), also for arrays read lazily inside the block."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            yield z
+    except DataError:
+        raise
+    except (EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}: {e}); it may "
+                        f"be truncated or of another kind: build it again with `{rebuild}`") from e
+
+
 def load_npz(path: str | os.PathLike) -> dict[str, Split]:
     """Read a file written by `save_npz` / `dsae data ...` (labels optional except x)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no dataset file {path}; build one with `dsae data sprites --out FILE` "
                         "or `dsae data synthetic --out FILE`")
-    with np.load(path) as z:
+    with open_npz(path) as z:
         out = {}
         for split in ("train", "test"):
             if f"x_{split}" not in z:

@@ -113,13 +113,13 @@ def make_dsprites() -> DSprites:
 def load_dsprites_npz(path: str | Path) -> DSprites:
     """The official `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz` (keys imgs, latents_values,
     latents_classes), or a file written by `save_dsprites`."""
-    from . import DataError
+    from . import DataError, open_npz
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no dSprites file at {path}; build one with `dsae data dsprites --out "
                         f"{path}` or pass the official npz")
-    with np.load(path, allow_pickle=False) as z:
+    with open_npz(path, f"dsae data dsprites --out {path}") as z:
         missing = {"latents_classes", "latents_values"} - set(z.files)
         if missing or not ({"imgs", "packed"} & set(z.files)):
             raise DataError(f"{path} lacks dSprites keys {sorted(missing) or ['imgs']}; "

@@ -117,7 +117,16 @@ def load_judge(path, data_id: str | None = None) -> tuple[Judge, dict]:
     if not path.is_file():
         raise JudgeError(f"no judge at {path}; train one with `dsae judge train --data ... --out "
                          f"{path}`")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file
+        raise JudgeError(f"{path} is not a judge file ({type(e).__name__}); train one with "
+                         "`dsae judge train --data ... --out FILE`") from e
+    if not isinstance(state, dict) or not {"arch", "state", "data"} <= set(state):
+        what = "a DSAE or beta-VAE checkpoint" if isinstance(state, dict) and "format" in state \
+            else "not a judge file"
+        raise JudgeError(f"{path} is {what}, not a judge; train one with `dsae judge train "
+                         "--data ... --out FILE` and pass that as --judge")
     if data_id is not None and state["data"] != data_id:
         raise JudgeError(f"the judge {path} was trained on {state['data']}, not {data_id}; "
                          "train a judge on this dataset with `dsae judge train`")
