@@ -54,10 +54,13 @@ def history_figure(history: list[dict]) -> Figure:
     """Train and test -ELBO per clip against epochs, and beside it the test KL of f and of z_1:T
     (where the history records them): a KL near 0 says the latents carry nothing."""
     terms = "test_kl_f" in history[-1]
-    fig = Figure(figsize=(9 if terms else 5, 3.2), dpi=100)
-    axes = fig.subplots(1, 2 if terms else 1, squeeze=False)[0]
+    extra = [k for k in ("train_nce_f", "train_nce_z", "train_mi_fz") if k in history[-1]]
+    panels = 1 + terms + bool(extra)
+    fig = Figure(figsize=(4.5 * panels, 3.2), dpi=100)
+    axes = fig.subplots(1, panels, squeeze=False)[0]
     epochs = [h["epoch"] for h in history]
-    axes[0].plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    axes[0].plot(epochs, [h["train_loss"] for h in history], "o-",
+                 label="train objective" if extra else "train")
     axes[0].plot(epochs, [h["test_loss"] for h in history], "s--", label="test")
     axes[0].set_ylabel("-ELBO per clip (nats)")
     if terms:
@@ -67,6 +70,13 @@ def history_figure(history: list[dict]) -> Figure:
                          label=label)
         axes[1].set_ylabel("test KL per clip (nats)")
         axes[1].set_ylim(bottom=0)
+    if extra:  # the contrastive objective's terms (objectives.ContrastiveLoss)
+        names = {"train_nce_f": "InfoNCE(f; shuffled frames)",
+                 "train_nce_z": "InfoNCE(z; recoloured)", "train_mi_fz": "I(f; z) estimate"}
+        rows = [h for h in history if extra[0] in h]
+        for key in extra:
+            axes[-1].plot([h["epoch"] for h in rows], [h[key] for h in rows], "o-", label=names[key])
+        axes[-1].set_ylabel("train, nats per clip")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
