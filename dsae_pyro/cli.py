@@ -401,17 +401,9 @@ def _cmd_betavae(args) -> int:
     out = _run_dir(args)
     data = load_dsprites(run.cfg.data.path, progress=False)
     if args.action == "evaluate":
-        import json
+        from .betavae.evaluate import evaluate_run
 
-        from .betavae.evaluate import evaluate_betavae, scores_markdown
-
-        start = time.perf_counter()
-        scores = evaluate_betavae(run.vae, data, run.history[-1]["kl_per_latent"], args.images,
-                                  args.seed, args.num_train, args.num_eval, run.device)
-        (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
-        table = scores_markdown(scores) + f"\n{time.perf_counter() - start:.0f}s.\n"
-        (out / "evaluation.md").write_text(table)
-        print(table)
+        print(evaluate_run(run, data, out, args.images, args.seed, args.num_train, args.num_eval))
     print(f"report: {write_betavae_report(run, data, out)}")
     return 0
 

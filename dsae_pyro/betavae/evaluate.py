@@ -3,6 +3,10 @@ per-latent table (mean posterior variance, KL, the factor each latent tracks bes
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -66,3 +70,17 @@ def scores_markdown(scores: dict) -> str:
             + "\nPublished beta-VAE on dSprites (Locatello et al. 2019, other pixels): MIG ~0.21, FactorVAE "
             f"metric ~0.82. On the posterior means of {scores['images']} images.\n\n"
             + latent_markdown(scores["latents"]))
+
+
+def evaluate_run(run, data: DSprites, out, images: int = 50_000, seed: int = 0,
+                 num_train: int = 10_000, num_eval: int = 5_000) -> str:
+    """`dsae betavae evaluate`: score a trained run (a `BetaVAERun`) and write evaluation.json and
+    evaluation.md into the run folder `out`; returns the Markdown."""
+    start = time.perf_counter()
+    scores = evaluate_betavae(run.vae, data, run.history[-1]["kl_per_latent"], images, seed,
+                              num_train, num_eval, run.device)
+    out = Path(out)
+    (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
+    table = scores_markdown(scores) + f"\n{time.perf_counter() - start:.0f}s.\n"
+    (out / "evaluation.md").write_text(table)
+    return table
