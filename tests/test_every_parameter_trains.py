@@ -9,6 +9,7 @@ weights and the loss reached with frozen ones (both measured, see the constants)
 
 import itertools
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -71,7 +72,7 @@ def test_one_step_moves_every_parameter_with_each_objective_and_view(train, clip
     split, x = clips
     views = {"kl_weight": cfg.train.kl_weight}
     if cfg.train.f_source == "sibling":
-        partner = other_clips(split.character, __import__("numpy").random.default_rng(0))[:6]
+        partner = other_clips(split.character, np.random.default_rng(0))[:6]
         views["x_f"] = to_tensor(split.x[partner])
         views["x_z"] = recolour(x, torch.Generator().manual_seed(0))
     assert_one_step_moves_everything(run, x, **views)
