@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--base-url", default=None, help="sprites: where to download sheets from")
     d.add_argument("--seed", type=int, default=423, help="synthetic: seed of drawing and split")
     d.add_argument("--out", required=True, help="output .npz")
+    d.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     j = sub.add_parser("judge", help="train the judge classifier used by `dsae evaluate`",
                        description="Train a clip classifier (motion and the 4 attributes) on a "
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     j.add_argument("--epochs", type=int, default=6, help="6 reach >= 99.9%% on every head")
     j.add_argument("--seed", type=int, default=0)
     j.add_argument("--out", required=True, help="where to save the judge (.pt)")
+    j.add_argument("--force", action="store_true", help="replace --out if it exists")
     j.add_argument("--quiet", action="store_true")
 
     e = sub.add_parser("evaluate", help="the Sprites protocol on a trained checkpoint",
@@ -155,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--no-eval", action="store_true", help="skip the evaluation times")
     k.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
     k.add_argument("--out", default="BENCHMARKS.md")
+    k.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     args = parser.parse_args(argv)
     try:
@@ -251,10 +254,12 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_data(args) -> int:
+    from ._io import check_output
     from .data import save_npz
     from .data.sprites import DEFAULT_BASE_URL, build_sprites, download_sheets, load_npy_layout
     from .data.synthetic import make_synthetic
 
+    check_output(args.out, args.force)
     start = time.perf_counter()
     if args.which == "dsprites":
         from .data.dsprites import make_dsprites, save_dsprites
@@ -297,9 +302,11 @@ def _cmd_presets(args) -> int:
 
 
 def _cmd_judge(args) -> int:
+    from ._io import check_output
     from .data import dataset_identity, load_dataset
     from .metrics.judge import save_judge, train_judge
 
+    check_output(args.out, args.force)
     name = args.data or "synthetic"
     data = load_dataset(name, args.data_path or "", progress=not args.quiet)
     start = time.perf_counter()
@@ -409,8 +416,10 @@ def _cmd_betavae(args) -> int:
 
 
 def _cmd_bench(args) -> int:
+    from ._io import check_output
     from .bench import run_benchmarks
 
+    check_output(args.out, args.force)
     text = run_benchmarks(args.presets, args.repeats, args.sheets, not args.no_data,
                           not args.no_eval, args.compile)
     Path(args.out).write_text(text + "\n")

@@ -151,3 +151,21 @@ def test_unreadable_files_and_counts_get_one_clear_line(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             main(args)
         assert exit_.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_outputs_are_not_replaced_without_force(tmp_path, capsys, tiny_npz):
+    """Checked before any work is done: an existing file, or a folder that cannot be written."""
+    existing = tmp_path / "existing.pt"
+    existing.write_text("the user's file")
+    data = ["--data", "npz", "--data-path", str(tiny_npz)]
+    for args in (["judge", "train", *data, "--out", str(existing), "--quiet"],
+                 ["data", "synthetic", "--out", str(existing)],
+                 ["bench", "--out", str(existing)]):
+        assert main(args) == 2
+        assert "already exists; pass --force" in capsys.readouterr().err
+    assert existing.read_text() == "the user's file"
+    assert main(["judge", "train", *data, "--out", str(tmp_path), "--quiet"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(["judge", "train", *data, "--epochs", "1", "--out", str(existing), "--quiet",
+                 "--force"]) == 0
+    assert existing.read_bytes()[:15] != b"the user's file"
