@@ -402,7 +402,11 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
             pyro.set_rng_seed(world.noise_seed(cfg.train.seed, run.epoch))
     if world.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.toml").write_text(cfg.to_toml())
+        if run.epoch > cfg.train.epochs:  # keep the record true: the run has more epochs than asked
+            warnings.warn(f"{run_dir} already holds {run.epoch} epochs, more than the "
+                          f"{cfg.train.epochs} asked for; nothing to train", stacklevel=2)
+        else:
+            atomic_write(run_dir / "config.toml", lambda fh: fh.write(cfg.to_toml().encode()))
     progress = progress and world.main
     # inputs were checked when loaded: skip Pyro's per-step argument checks
     with pyro.validation_enabled(False):

@@ -146,3 +146,13 @@ def test_history_csv_takes_every_column(tmp_path):
                                                              "test_kl_f": 0.5}])
     assert (tmp_path / "history.csv").read_text().splitlines() == [
         "epoch,test_loss,test_kl_f", "1,2.0,", "2,1.0,0.5"]
+
+
+def test_resume_with_fewer_epochs_keeps_the_record(tmp_path, tiny_data):
+    cfg = tiny_config()
+    cfg.train.epochs = 2
+    fit(cfg, tiny_data, tmp_path, progress=False)
+    cfg.train.epochs = 1
+    with pytest.warns(UserWarning, match="already holds 2 epochs"):
+        run = fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
+    assert run.epoch == 2 and "epochs = 2" in (tmp_path / "config.toml").read_text()
