@@ -210,13 +210,9 @@ def _cmd_train(args) -> int:
 
 
 def _load_for_figures(args):
-    from .data import load_dataset
-    from .train import load_run
+    from .train import load_run_and_test
 
-    run = load_run(args.checkpoint)
-    d = run.cfg.data
-    data = load_dataset(args.data or d.name, args.data_path or d.path, d.seed, progress=False)
-    return run, data["test"]
+    return load_run_and_test(args.checkpoint, args.data, args.data_path)
 
 
 def _run_dir(args) -> Path:

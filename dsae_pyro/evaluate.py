@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from .data import ATTRIBUTES, dataset_identity, load_dataset
+from .data import ATTRIBUTES, dataset_identity
 from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
 from .metrics.judge import load_judge
 from .metrics.protocol import (
@@ -25,7 +25,7 @@ from .metrics.protocol import (
 )
 from .metrics.similarity import cosine_markdown, cosine_table
 from .report import write_html
-from .train import load_run
+from .train import load_run_and_test
 from .viz import cosine_figure, scores_figure
 
 
@@ -35,9 +35,8 @@ def evaluate_run(path: str | os.PathLike, judge: str | os.PathLike, draws: int =
                  progress: bool = True) -> tuple[dict, str]:
     """Evaluate the run in `path` (folder or checkpoint) with a judge trained on the same data;
     returns the scores and their Markdown summary, both also written into the run folder."""
-    run = load_run(path)
+    run, test = load_run_and_test(path, data, data_path)
     d = run.cfg.data
-    test = load_dataset(data or d.name, data_path or d.path, d.seed, progress=False)["test"]
     judge_net, _ = load_judge(judge, dataset_identity(d.name, d.path, d.seed))
     judge_net.to(run.device)
     if max_clips:

@@ -66,6 +66,17 @@ class Posterior:
     z_loc: torch.Tensor
     z_scale: torch.Tensor
 
+    @classmethod
+    def of_trace(cls, tr, frames: int) -> Posterior:
+        """Read off a guide's trace: the sampled values and q's parameters at every site."""
+        z_nodes = [tr.nodes[z_site(t)] for t in range(1, frames + 1)]
+        f_fn = tr.nodes["f"]["fn"].base_dist
+        return cls(
+            f=tr.nodes["f"]["value"], z=torch.stack([n["value"] for n in z_nodes], 1),
+            f_loc=f_fn.loc, f_scale=f_fn.scale,
+            z_loc=torch.stack([n["fn"].base_dist.loc for n in z_nodes], 1),
+            z_scale=torch.stack([n["fn"].base_dist.scale for n in z_nodes], 1))
+
     def z_data(self) -> dict[str, torch.Tensor]:
         """The z_t site values alone: condition on them and f comes from the prior."""
         return {z_site(t + 1): self.z[:, t] for t in range(self.z.shape[1])}
@@ -81,13 +92,7 @@ def encode(guide, x: torch.Tensor, mean: bool = True) -> Posterior:
     fn = use_mean()(guide) if mean else guide
     with evaluating(guide):
         tr = poutine.trace(fn).get_trace(x)
-    z_nodes = [tr.nodes[z_site(t)] for t in range(1, x.shape[1] + 1)]
-    f_fn = tr.nodes["f"]["fn"].base_dist
-    return Posterior(
-        f=tr.nodes["f"]["value"], z=torch.stack([n["value"] for n in z_nodes], 1),
-        f_loc=f_fn.loc, f_scale=f_fn.scale,
-        z_loc=torch.stack([n["fn"].base_dist.loc for n in z_nodes], 1),
-        z_scale=torch.stack([n["fn"].base_dist.scale for n in z_nodes], 1))
+    return Posterior.of_trace(tr, x.shape[1])
 
 
 @torch.no_grad()
@@ -143,6 +148,7 @@ class Diagnosis:
     elbo: float  # log p(x|f,z) - KL, one-sample
     active_f: torch.Tensor  # bool per dimension: Var_x[E_q f] > threshold
     active_z: torch.Tensor  # bool per dimension of z, over clips and frames
+    posterior: Posterior  # posterior means of the batch, which the active units are read from
 
     @property
     def share_f(self) -> float:
@@ -168,4 +174,5 @@ def diagnose(model, guide, x: torch.Tensor, active_threshold: float = 0.01) -> D
         log_p=log_p, log_q=log_q, kl=kl, kl_f=kl["f"], kl_z=kl_z,
         elbo=log_p["x"] - kl["f"] - kl_z,
         active_f=post.f_loc.var(0) > active_threshold,
-        active_z=post.z_loc.reshape(-1, post.z_loc.shape[-1]).var(0) > active_threshold)
+        active_z=post.z_loc.reshape(-1, post.z_loc.shape[-1]).var(0) > active_threshold,
+        posterior=post)

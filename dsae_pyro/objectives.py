@@ -28,6 +28,7 @@ from pyro import poutine
 from torch.distributions import Normal
 
 from .data.views import recolour, shuffle_frames
+from .inspect import Posterior
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -65,20 +66,6 @@ def mws_mutual_information(f: torch.Tensor, f_loc: torch.Tensor, f_scale: torch.
             - log_q_aggregate(z, z_loc, z_scale, dataset_size)).mean()
 
 
-def _posterior(trace, frames: int) -> tuple[torch.Tensor, ...]:
-    """(f, f_loc, f_scale, z, z_loc, z_scale) of a guide trace, z_1:T flattened to (B, T * Z).
-    For the full and causal guides q(z_t) is read given the sampled f and z_<t."""
-    f_site = trace.nodes["f"]
-    z_sites = [trace.nodes[f"z_{t}"] for t in range(1, frames + 1)]
-
-    def cat(values):
-        return torch.cat(values, -1)
-
-    return (f_site["value"], f_site["fn"].base_dist.loc, f_site["fn"].base_dist.scale,
-            cat([s["value"] for s in z_sites]), cat([s["fn"].base_dist.loc for s in z_sites]),
-            cat([s["fn"].base_dist.scale for s in z_sites]))
-
-
 class ContrastiveLoss:
     """The contrastive objective as a loss for `SVI(model, guide, optim, loss=ContrastiveLoss(...))`.
 
@@ -105,22 +92,26 @@ class ContrastiveLoss:
         self.terms = {"neg_elbo": loss.item() / batch}
         if not (self.f_weight or self.z_weight or self.mi_weight):
             return loss
-        post = _posterior(g, frames)
+        # q's parameters and samples, z_1:T flattened to (B, T * Z); for the full and causal
+        # guides q(z_t) is read given the sampled f and z_<t
+        post = Posterior.of_trace(g, frames)
         if self.f_weight:  # I(x; f): positives are the clip with its frames shuffled
             with poutine.block():
                 shuffled = poutine.trace(guide).get_trace(shuffle_frames(x, self.generator))
-            nce_f = info_nce(post[1], shuffled.nodes["f"]["fn"].base_dist.loc, self.temperature)
+            nce_f = info_nce(post.f_loc, shuffled.nodes["f"]["fn"].base_dist.loc, self.temperature)
             loss = loss - self.f_weight * batch * nce_f
             self.terms["nce_f"] = nce_f.item()
         if self.z_weight:  # I(x; z_1:T): positives are the clip recoloured
             with poutine.block():
-                coloured = _posterior(poutine.trace(guide).get_trace(recolour(x, self.generator)),
-                                      frames)
-            nce_z = info_nce(post[4], coloured[4], self.temperature)
+                coloured = poutine.trace(guide).get_trace(recolour(x, self.generator))
+            nce_z = info_nce(post.z_loc, Posterior.of_trace(coloured, frames).z_loc,
+                             self.temperature)
             loss = loss - self.z_weight * batch * nce_z
             self.terms["nce_z"] = nce_z.item()
         if self.mi_weight:  # I(f; z_1:T) under the aggregate posterior
-            mi = mws_mutual_information(*post, dataset_size=self.dataset_size)
+            mi = mws_mutual_information(post.f, post.f_loc, post.f_scale, post.z.flatten(1),
+                                        post.z_loc.flatten(1), post.z_scale.flatten(1),
+                                        dataset_size=self.dataset_size)
             loss = loss + self.mi_weight * batch * mi
             self.terms["mi_fz"] = mi.item()
         return loss

@@ -253,7 +253,7 @@ class Run:
         KL(q(f) || p(f)) and the sum over t of KL(q(z_t) || p(z_t | z_<t)), nats per clip, plus
         "explained": the share of the pixel variance the posterior-mean reconstruction explains.
         BatchNorm in eval mode, fixed noise (training's is restored)."""
-        from .inspect import diagnose, encode
+        from .inspect import diagnose
 
         self.model.eval()
         self.guide.eval()
@@ -264,7 +264,7 @@ class Run:
         for i in range(0, n, 2 * self.cfg.train.batch_size):
             x = to_tensor(split.x[i:min(n, i + 2 * self.cfg.train.batch_size)], self.device)
             d = diagnose(self.model, self.guide, x)
-            post = encode(self.guide, x)
+            post = d.posterior  # diagnose's posterior means: no second guide pass
             sums["loss"] += -d.elbo * len(x)
             sums["recon"] += -d.log_p["x"] * len(x)
             sums["kl_f"] += d.kl_f * len(x)
@@ -360,6 +360,17 @@ def run_config(preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
     if data_path:
         cfg.data.path = str(data_path)
     return cfg
+
+
+def load_run_and_test(path: str | os.PathLike, data: str | None = None,
+                      data_path: str | None = None) -> tuple[Run, Split]:
+    """A trained run and the test split of its data (or of `data` / `data_path` when given), for
+    figures and evaluation."""
+    from .data import load_dataset
+
+    run = load_run(path)
+    d = run.cfg.data
+    return run, load_dataset(data or d.name, data_path or d.path, d.seed, progress=False)["test"]
 
 
 def write_history(run_dir: Path, history: list[dict]) -> None:
