@@ -1,11 +1,20 @@
-"""Atomic file writes: a crash mid-write leaves the previous file intact."""
+"""Files: atomic writes (a crash mid-write leaves the previous file intact), the cache folder,
+npz reading that names the bad file, refusal to overwrite."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+import zipfile
+import zlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
+
+from .clips import DataError
 
 
 def atomic_write(path: str | os.PathLike, write: Callable, suffix: str = ".tmp") -> Path:
@@ -45,3 +54,46 @@ def check_output(path: str | os.PathLike, force: bool = False) -> Path:
         raise ValueError(f"cannot write {path}: {folder} is not writable; choose another --out")
     return path
 
+
+def cache_dir() -> Path:
+    """Where built datasets and downloads are cached ($DSAE_CACHE, else ~/.cache/dsae_pyro)."""
+    return Path(os.environ.get("DSAE_CACHE", Path.home() / ".cache" / "dsae_pyro"))
+
+
+@contextmanager
+def open_npz(path: str | os.PathLike, rebuild: str = "dsae data ... --out FILE"):
+    """np.load of an .npz that names the file and the fix when it cannot be read (empty,
+    truncated, not an npz, pickled objects), also for arrays read lazily inside the block."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            yield z
+    except DataError:
+        raise
+    except (EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}: {e}); it may "
+                        f"be truncated or of another kind: build it again with `{rebuild}`") from e
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, computed once: it is cached in a hidden file beside it
+    (`.NAME.sha256`, keyed by size and modification time) where the folder is writable."""
+    path = Path(path)
+    stat = path.stat()
+    key = f"{stat.st_size} {stat.st_mtime_ns}"
+    cache = path.with_name(f".{path.name}.sha256")
+    try:
+        saved_key, digest = cache.read_text().rsplit(" ", 1)
+        if saved_key == key:
+            return digest
+    except (OSError, ValueError):
+        pass
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    try:
+        atomic_write(cache, lambda fh: fh.write(f"{key} {digest}".encode()))
+    except OSError:  # a read-only folder: hash again next time
+        pass
+    return digest

@@ -285,21 +285,22 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_presets(args) -> int:
-    from .config import BETAVAE_PRESET_DIR, PRESET_DIR, BetaVAEConfig, Config
+    from .betavae.config import BetaVAEConfig
+    from .config import Config
 
-    folder, cls = (BETAVAE_PRESET_DIR, BetaVAEConfig) if args.betavae else (PRESET_DIR, Config)
+    cls = BetaVAEConfig if args.betavae else Config
     if args.name:
-        load_preset(args.name, cls, folder)  # validates and gives the error for unknown names
-        print(Path(args.name if args.name.endswith(".toml") else folder /
+        load_preset(args.name, cls)  # validates and gives the error for unknown names
+        print(Path(args.name if args.name.endswith(".toml") else cls.PRESET_DIR /
                    f"{args.name}.toml").read_text(), end="")
     else:
-        print("\n".join(available_presets(folder)))
+        print("\n".join(available_presets(cls)))
     return 0
 
 
 def _cmd_judge(args) -> int:
     from ._io import check_output
-    from .data import dataset_identity, load_dataset
+    from .data import data_identity, load_dataset
     from .metrics.judge import save_judge, train_judge
 
     check_output(args.out, args.force)
@@ -307,7 +308,7 @@ def _cmd_judge(args) -> int:
     data = load_dataset(name, args.data_path or "", progress=not args.quiet)
     start = time.perf_counter()
     judge, acc = train_judge(data, epochs=args.epochs, seed=args.seed, progress=not args.quiet)
-    save_judge(args.out, judge, dataset_identity(name, args.data_path or ""), acc)
+    save_judge(args.out, judge, data_identity(name, args.data_path or ""), acc)
     print(f"judge trained in {time.perf_counter() - start:.0f}s; test accuracy: "
           + ", ".join(f"{k} {100 * v:.2f}%" for k, v in acc.items()) + f"; saved to {args.out}")
     return 0
@@ -325,7 +326,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _add_betavae_parser(sub) -> None:
-    from .config import ARCHS, BETAVAE_PRESET_DIR, OBJECTIVES
+    from .betavae.config import ARCHS, OBJECTIVES, BetaVAEConfig
 
     b = sub.add_parser("betavae", help="beta-VAE and capacity-annealed beta-VAE on dSprites",
                        description="beta-VAE (objective H) and capacity-annealed beta-VAE "
@@ -338,7 +339,7 @@ def _add_betavae_parser(sub) -> None:
                         "log_every steps), history.csv/json, traversals, reconstructions, kl.png "
                         "and report.html into --out.")
     t.add_argument("--preset", default="cpu", help=f"one of "
-                   f"{available_presets(BETAVAE_PRESET_DIR)} or a .toml file (default: cpu)")
+                   f"{available_presets(BetaVAEConfig)} or a .toml file (default: cpu)")
     t.add_argument("--objective", choices=OBJECTIVES, help="H: recon + beta KL; B: recon + "
                    "gamma |KL - C| (default: the preset's)")
     t.add_argument("--arch", choices=ARCHS, help="network (default: the preset's)")
@@ -380,7 +381,7 @@ def _cmd_betavae(args) -> int:
     from .train import run_config
 
     if args.action == "train":
-        from .config import BETAVAE_PRESET_DIR, BetaVAEConfig
+        from .betavae.config import BetaVAEConfig
 
         overrides = list(args.overrides)
         for name in ("objective", "arch", "beta", "steps"):
@@ -390,8 +391,7 @@ def _cmd_betavae(args) -> int:
                 overrides.append(f"{section}.{name}={value}")
         out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-betavae-{args.preset}")
         data_path = Path(args.data_path).resolve() if args.data_path else None
-        cfg = run_config(args.preset, overrides, out, args.resume, data_path, BetaVAEConfig,
-                         BETAVAE_PRESET_DIR)
+        cfg = run_config(args.preset, overrides, out, args.resume, data_path, BetaVAEConfig)
         data = load_dsprites(cfg.data.path, progress=not args.quiet)
         start = time.perf_counter()
         run = fit_betavae(cfg, data, out, resume=args.resume, progress=not args.quiet)

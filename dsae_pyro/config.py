@@ -11,6 +11,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -109,8 +110,9 @@ class DataConfig:
 
 class Sectioned:
     """A config made of dataclass sections ([model], [train], [data]) read from and written to
-    TOML, with `section.key=value` overrides; subclasses add `validate`."""
+    TOML, with `section.key=value` overrides; subclasses add `validate` and their presets' folder."""
 
+    PRESET_DIR: ClassVar[Path]
     preset: str
 
     def to_dict(self) -> dict:
@@ -176,6 +178,7 @@ class Sectioned:
 class Config(Sectioned):
     """The DSAE's configuration."""
 
+    PRESET_DIR: ClassVar[Path] = PRESET_DIR
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -204,57 +207,6 @@ class Config(Sectioned):
         if m.image_size % math.prod(m.conv_strides):
             raise ConfigError(f"image size {m.image_size} is not divisible by the product of "
                               f"model.conv_strides {m.conv_strides}")
-
-
-# --- beta-VAE on dSprites ----------------------------------------------------------------------
-OBJECTIVES = ("H", "B")
-ARCHS = ("conv", "mlp")
-BETAVAE_PRESET_DIR = PRESET_DIR / "betavae"
-
-
-@dataclass
-class BetaModelConfig:
-    arch: str = "conv"  # conv | mlp (as in the beta-VAE papers' reimplementations)
-    latents: int = 10
-
-
-@dataclass
-class BetaTrainConfig:
-    objective: str = "B"  # H: recon + beta KL (Higgins); B: recon + gamma |KL - C| (Burgess)
-    beta: float = 4.0  # objective H
-    gamma: float = 1000.0  # objective B
-    c_max: float = 25.0  # objective B: capacity C rises linearly 0 -> c_max nats ...
-    c_steps: int = 100_000  # ... over this many steps, then stays
-    steps: int = 100_000
-    batch_size: int = 64
-    lr: float = 5e-4
-    seed: int = 0
-    log_every: int = 1000  # steps between history points and checkpoints
-    device: str = "auto"
-
-
-@dataclass
-class BetaDataConfig:
-    path: str = ""  # the official dSprites npz, or empty: draw it (and cache)
-
-
-@dataclass
-class BetaVAEConfig(Sectioned):
-    """The beta-VAE's configuration."""
-
-    model: BetaModelConfig = field(default_factory=BetaModelConfig)
-    train: BetaTrainConfig = field(default_factory=BetaTrainConfig)
-    data: BetaDataConfig = field(default_factory=BetaDataConfig)
-    preset: str = "custom"
-
-    def validate(self) -> None:
-        self.check(choices={"model.arch": ARCHS, "train.objective": OBJECTIVES,
-                            "train.device": DEVICES},
-                   positive=("train.beta", "train.lr", "train.gamma"),
-                   at_least_one=("train.steps", "train.batch_size", "train.log_every",
-                                 "train.c_steps", "model.latents"))
-        if self.train.c_max < 0:
-            raise ConfigError(f"train.c_max must be >= 0, got {self.train.c_max}")
 
 
 def _sections(cfg: Sectioned) -> dict:
@@ -300,19 +252,20 @@ def _toml_value(v) -> str:
     return repr(v)
 
 
-def available_presets(folder: Path = PRESET_DIR) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.toml"))
+def available_presets(cls: type[Sectioned] | None = None) -> list[str]:
+    """The names of the presets of `cls` (default: the DSAE's)."""
+    return sorted(p.stem for p in (cls or Config).PRESET_DIR.glob("*.toml"))
 
 
-def load_preset(name_or_path: str, cls: type[Sectioned] = Config,
-                folder: Path = PRESET_DIR) -> Sectioned:
-    """A preset by name (`cpu`, `paper`, ...) or the path of a TOML file."""
+def load_preset(name_or_path: str, cls: type[Sectioned] = Config) -> Sectioned:
+    """A preset of `cls` by name (`cpu`, `paper`, ...) or the path of a TOML file."""
+    folder = cls.PRESET_DIR
     path = Path(name_or_path)
     if not path.suffix:
         path = folder / f"{name_or_path}.toml"
     if not path.is_file():
         raise ConfigError(f"unknown preset {name_or_path!r}: use one of "
-                          f"{available_presets(folder)} or the path of a .toml file")
+                          f"{available_presets(cls)} or the path of a .toml file")
     with open(path, "rb") as fh:
         try:
             data = tomllib.load(fh)

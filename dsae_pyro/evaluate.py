@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from .data import ATTRIBUTES, dataset_identity
+from .data import ATTRIBUTES, data_identity
 from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
 from .metrics.judge import load_judge
 from .metrics.protocol import (
@@ -37,7 +37,7 @@ def evaluate_run(path: str | os.PathLike, judge: str | os.PathLike, draws: int =
     returns the scores and their Markdown summary, both also written into the run folder."""
     run, test = load_run_and_test(path, data, data_path)
     d = run.cfg.data
-    judge_net, _ = load_judge(judge, dataset_identity(d.name, d.path, d.seed))
+    judge_net, _ = load_judge(judge, data_identity(d.name, d.path, d.seed))
     judge_net.to(run.device)
     if max_clips:
         test = test.subset(slice(0, max_clips))

@@ -18,8 +18,8 @@ from pyro import poutine
 from torch import nn
 
 from ._naming import unique_name
+from .clips import DataError, check_batch
 from .config import ModelConfig
-from .data import DataError, check_batch
 from .model import z_site
 from .nets import FrameEncoder, GaussianHead
 
@@ -33,7 +33,7 @@ class Guide(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = FrameEncoder(cfg)
+        self.encoder = FrameEncoder.of(cfg)
         self.f_lstm = nn.LSTM(self.encoder.out_dim, cfg.hidden, batch_first=True,
                               bidirectional=True)
         self.f_head = GaussianHead(2 * cfg.hidden, cfg.f_dim)

@@ -19,8 +19,8 @@ from pyro import poutine
 from torch import nn
 
 from ._naming import unique_name
+from .clips import check_batch
 from .config import ModelConfig
-from .data import check_batch
 from .nets import make_decoder
 from .priors import make_prior
 

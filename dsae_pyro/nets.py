@@ -1,11 +1,13 @@
 """Plain torch networks (no Pyro): the frame encoder and decoder and small heads.
 
-Both conv stacks are built from one list of (channels, stride) so that a preset can describe the seed's
+Both conv stacks are built from one list of (channels, stride) so that a preset can describe Li & Mandt's
 stack (256 channels, kernel 5, strides 1,2,2,2) or a small CPU stack with the same code; the decoder
 mirrors the encoder.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -36,18 +38,27 @@ def _fc(sizes: list[int]) -> nn.Sequential:
 
 
 class FrameEncoder(nn.Module):
-    """x (B, T, C, H, W) -> v (B, T, features): conv stack then affine layers, applied per frame."""
+    """x (B, T, C, H, W) -> v (B, T, features[-1]): conv stack (Conv + BatchNorm + LeakyReLU per
+    (channels, stride)) then affine layers of `features`, applied per frame."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, channels: list[int], strides: list[int], kernel: int, features: list[int],
+                 image_channels: int = 3, image_size: int = 64):
         super().__init__()
-        layers, c_in = [], cfg.image_channels
-        for c, s in zip(cfg.conv_channels, cfg.conv_strides, strict=True):
-            pad, _ = _conv_padding(cfg.conv_kernel, s)
-            layers += [nn.Conv2d(c_in, c, cfg.conv_kernel, s, pad), nn.BatchNorm2d(c), _act()]
+        layers, c_in = [], image_channels
+        for c, s in zip(channels, strides, strict=True):
+            pad, _ = _conv_padding(kernel, s)
+            layers += [nn.Conv2d(c_in, c, kernel, s, pad), nn.BatchNorm2d(c), _act()]
             c_in = c
         self.conv = nn.Sequential(*layers)
-        self.fc = _fc([cfg.conv_out_dim, *cfg.conv_features])
-        self.out_dim = cfg.conv_features[-1]
+        side = image_size // math.prod(strides)
+        self.fc = _fc([channels[-1] * side * side, *features])
+        self.out_dim = features[-1]
+
+    @classmethod
+    def of(cls, cfg: ModelConfig) -> FrameEncoder:
+        """The DSAE's encoder as `cfg` (conv_* fields) describes it."""
+        return cls(cfg.conv_channels, cfg.conv_strides, cfg.conv_kernel, cfg.conv_features,
+                   cfg.image_channels, cfg.image_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t = x.shape[:2]
@@ -84,9 +95,10 @@ class FrameDecoder(nn.Module):
         return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
 
 
-class ImprovedDecoder(nn.Module):
-    """Seed 003's decoder: MLP [f+z, hidden, 4x4xC] with ReLU, then kernel-3 transposed convs
-    4 -> 8 -> 16 -> 32 -> 64 (C channels, ReLU) and a last one to 3 channels (no activation)."""
+class MLPDeconvDecoder(nn.Module):
+    """Yingzhen Li's decoder ("improved"): MLP [f+z, hidden, 4x4xC] with ReLU, then kernel-3
+    transposed convs 4 -> 8 -> 16 -> 32 -> 64 (C channels, ReLU) and a last one to 3 channels (no
+    activation)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -106,7 +118,7 @@ class ImprovedDecoder(nn.Module):
         return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
 
 
-DECODERS = {"conv": FrameDecoder, "improved": ImprovedDecoder}  # the names model.decoder accepts
+DECODERS = {"conv": FrameDecoder, "improved": MLPDeconvDecoder}  # the names model.decoder accepts
 
 
 def make_decoder(cfg: ModelConfig) -> nn.Module:
@@ -124,37 +136,3 @@ class GaussianHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.loc(h), torch.exp(0.5 * self.logvar(h))
-
-
-# --- beta-VAE on dSprites (Higgins et al. 2017; Burgess et al. 2018): ReLU, no BatchNorm -----------
-def _mlp(sizes: list[int]) -> list[nn.Module]:
-    layers = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
-        layers += [nn.Linear(a, b), nn.ReLU()]
-    return layers
-
-
-def betavae_nets(arch: str, latents: int) -> tuple[nn.Module, nn.Module]:
-    """(encoder: image (B, 1, 64, 64) -> (B, 2 * latents), decoder: (B, latents) -> logits
-    (B, 1, 64, 64)). conv: 4 conv 32x4x4 stride 2, FC 256-256 and the transpose; mlp:
-    4096-1200-1200 | 1200-1200-1200-4096."""
-    if arch == "conv":
-        convs, deconvs, c_in = [], [], 1
-        for _ in range(4):
-            convs += [nn.Conv2d(c_in, 32, 4, 2, 1), nn.ReLU()]
-            c_in = 32
-        for i in range(4):
-            deconvs.append(nn.ConvTranspose2d(32, 32 if i < 3 else 1, 4, 2, 1))
-            if i < 3:
-                deconvs.append(nn.ReLU())
-        encoder = nn.Sequential(*convs, nn.Flatten(), *_mlp([512, 256, 256]),
-                                nn.Linear(256, 2 * latents))
-        decoder = nn.Sequential(*_mlp([latents, 256, 256, 512]), nn.Unflatten(1, (32, 4, 4)),
-                                *deconvs)
-    elif arch == "mlp":
-        encoder = nn.Sequential(nn.Flatten(), *_mlp([4096, 1200, 1200]), nn.Linear(1200, 2 * latents))
-        decoder = nn.Sequential(*_mlp([latents, 1200, 1200, 1200]), nn.Linear(1200, 4096),
-                                nn.Unflatten(1, (1, 64, 64)))
-    else:
-        raise ValueError(f"unknown beta-VAE architecture {arch!r}; choose conv or mlp")
-    return encoder, decoder

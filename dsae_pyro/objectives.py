@@ -28,7 +28,7 @@ from pyro import poutine
 from torch.distributions import Normal
 
 from .data.views import recolour, shuffle_frames
-from .inspect import Posterior
+from .posterior import Posterior
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:

@@ -32,8 +32,9 @@ class LSTMPrior(nn.Module):
         return loc, scale, (h, c)
 
 
-class ImprovedPrior(LSTMPrior):
-    """Yingzhen Li's more stable prior: the LSTM state is remixed with z before each step.
+class RemixedLSTMPrior(LSTMPrior):
+    """Yingzhen Li's more stable prior ("improved"): the LSTM state is remixed with z before each
+    step.
 
         c_hat = tanh(MLP1[z_t, c_t])   phi = tanh(MLP2 z_t)   h_hat = tanh(MLP3[z_t, h_t])
         h_{t+1}, c_{t+1} = LSTMCell(phi, (h_hat, c_hat))
@@ -57,7 +58,7 @@ class ImprovedPrior(LSTMPrior):
         return loc, log_scale.exp(), (h, c)
 
 
-PRIORS = {"lstm": LSTMPrior, "improved": ImprovedPrior}
+PRIORS = {"lstm": LSTMPrior, "improved": RemixedLSTMPrior}
 
 
 def make_prior(name: str, z_dim: int, hidden: int) -> nn.Module:

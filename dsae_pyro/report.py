@@ -11,7 +11,7 @@ import pyro
 import torch
 
 from .data import ACTIONS, DIRECTIONS, Split, to_tensor
-from .inspect import decode, encode, swap
+from .posterior import decode, encode, swap
 from .train import Run
 from .viz import plot_history, save_clip_grid
 

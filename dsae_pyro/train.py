@@ -7,9 +7,6 @@ from epoch k draws the same batches and the same noise as one that never stopped
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 import os
 import time
@@ -24,14 +21,20 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 from tqdm import tqdm
 
-from ._io import atomic_write
-from .config import PRESET_DIR, Config, ConfigError, Sectioned, load_preset
-from .data import Split, dataset_identity, to_tensor
+from .config import Config, ConfigError
+from .data import Split, data_identity, to_tensor
 from .data.views import other_clips, recolour
 from .distributed import DistributedLoss, World, all_equal, setup
 from .guides import Guide, make_guide
 from .model import DSAE
 from .objectives import ContrastiveLoss
+from .runs import (
+    Checkpointed,
+    TrainingError,
+    check_trained_by_store,
+    pick_device,
+    run_config,  # noqa: F401 - the DSAE's config for a run, as the CLI builds it
+)
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -40,88 +43,14 @@ class CollapseWarning(UserWarning):
     """Training goes on, but the model has stopped using its latents (see `collapse_warning`)."""
 
 
-class TrainingError(RuntimeError):
-    """Training cannot go on (NaN loss, mismatched checkpoint); the message says what to do."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device = 'cuda' but no CUDA device is available; use auto or cpu")
-    return torch.device(name)
-
-
-# --- checkpoint pieces shared by every run (DSAE, beta-VAE) --------------------------------------
-def optim_state(svi: SVI, owners: dict[str, str]) -> dict:
-    """The optimiser state keyed by module-local names ("model/decoder.fc.0.weight"): Pyro keys
-    it by the instance's unique Pyro name, which differs between sessions."""
-    out = {}
-    for name, value in svi.optim.get_state().items():
-        prefix, local = name.split("$$$", 1)
-        out[f"{owners[prefix]}/{local}"] = value
-    return out
-
-
-def set_optim_state(svi: SVI, state: dict, owners: dict[str, str], **hyper) -> None:
-    """Restore the optimiser state; `hyper` (lr, betas) replaces the saved values, so a run
-    resumed with another learning rate uses it (torch would restore the saved one)."""
-    names = {v: k for k, v in owners.items()}
-    restored = {}
-    for k, v in state.items():
-        v = {**v, "param_groups": [{**g, **hyper} for g in v["param_groups"]]}
-        restored[f"{names[k.split('/', 1)[0]]}$$${k.split('/', 1)[1]}"] = v
-    svi.optim.set_state(restored)
-
-
-def rng_state() -> dict:
-    rng = pyro.util.get_rng_state()
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-def set_rng_state(rng: dict) -> None:
-    rng = dict(rng)
-    cuda = rng.pop("cuda", None)
-    pyro.util.set_rng_state(rng)
-    if cuda is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda)
-
-
-def check_trained_by_store(*modules: torch.nn.Module) -> None:
-    """Every parameter of `modules` must be the very tensor Pyro's param store optimises.
-
-    `pyro.module` registers a parameter through the store, which keeps `.contiguous()` of it: for a
-    non-contiguous parameter (channels_last conv weights, a transposed view) that is a copy the
-    forward pass never reads, so the optimiser steps a tensor nobody uses and the weight stays frozen
-    without a word. Call after the first step, once the modules are registered."""
-    store = pyro.get_param_store()
-    frozen = [name for m in modules for name, p in m.named_parameters()
-              if p.requires_grad and store.param_name(p) is None]
-    if frozen:
-        raise TrainingError(
-            f"{len(frozen)} parameters are not the tensors Pyro's param store trains, so they would "
-            f"never change: {', '.join(frozen[:4])}{' ...' if len(frozen) > 4 else ''}. Keep module "
-            "parameters contiguous (no .to(memory_format=torch.channels_last)) and register each "
-            "module once with pyro.module")
-
-
-def refuse_overwrite(run_dir: Path, resume: bool) -> None:
-    """A run folder that holds a checkpoint is only continued (--resume), never trained over."""
-    if (run_dir / CHECKPOINT).exists() and not resume:
-        raise TrainingError(f"{run_dir} already holds a run; pass --resume to continue it or "
-                            "choose another --out folder")
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    """torch.save, atomically: a crash mid-write keeps the previous file."""
-    atomic_write(path, lambda fh: torch.save(state, fh))
-
-
 @dataclass
-class Run:
+class Run(Checkpointed):
     """Everything a training run holds: the model, the guide, the SVI object and its history."""
+
+    KIND, CONFIG, COUNTER, TARGET = "dsae", Config, "epoch", "epochs"
+    # x_scale shapes no network (a fixed pixel scale; a learned one is restored from the weights),
+    # so a resumed run may sharpen the likelihood after a loose start (experiments/push.sh)
+    FREE = ("model.x_scale",)
 
     cfg: Config
     model: DSAE
@@ -159,27 +88,12 @@ class Run:
             pyro.set_rng_seed(world.noise_seed(t.seed))  # each rank draws its own noise
         return cls(cfg, model, guide, svi, device, elbo, world)
 
-    # --- checkpoints ---------------------------------------------------------------------------
-    def _owners(self) -> dict[str, str]:
-        return {self.model.pyro_name: "model", self.guide.pyro_name: "guide"}
+    # --- the run layer's hooks (runs.Checkpointed) -----------------------------------------
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model, "guide": self.guide}
 
-    def state(self, data_id: str) -> dict:
-        return {"format": 1, "config": self.cfg.to_dict(), "epoch": self.epoch,
-                "history": self.history, "data": data_id, "model": self.model.state_dict(),
-                "guide": self.guide.state_dict(), "optim": optim_state(self.svi, self._owners()),
-                "rng": rng_state()}
-
-    def save(self, path: Path, data_id: str) -> None:
-        """Write the checkpoint atomically: a crash mid-write keeps the previous one."""
-        save_checkpoint(path, self.state(data_id))
-
-    def restore(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
-        self.guide.load_state_dict(ckpt["guide"])
-        t = self.cfg.train
-        set_optim_state(self.svi, ckpt["optim"], self._owners(), lr=t.lr, betas=(t.beta1, t.beta2))
-        set_rng_state(ckpt["rng"])
-        self.epoch, self.history = ckpt["epoch"], list(ckpt["history"])
+    def optimiser_settings(self) -> dict:
+        return {"lr": self.cfg.train.lr, "betas": (self.cfg.train.beta1, self.cfg.train.beta2)}
 
     # --- one epoch -----------------------------------------------------------------------------
     def batches(self, n: int, epoch: int):
@@ -253,7 +167,7 @@ class Run:
         KL(q(f) || p(f)) and the sum over t of KL(q(z_t) || p(z_t | z_<t)), nats per clip, plus
         "explained": the share of the pixel variance the posterior-mean reconstruction explains.
         BatchNorm in eval mode, fixed noise (training's is restored)."""
-        from .inspect import diagnose
+        from .posterior import diagnose
 
         self.model.eval()
         self.guide.eval()
@@ -291,75 +205,9 @@ def collapse_warning(scores: dict[str, float], frames: int) -> str | None:
             "pixels more against the KL), a KL warm-up (train.kl_warmup) or a smaller train.lr")
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint on any machine (GPU checkpoints load on a CPU-only one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise TrainingError(f"no checkpoint at {path}; train first with `dsae train --out DIR` "
-                            "(or `dsae betavae train --out DIR`)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - a torn or foreign file
-        raise TrainingError(f"{path} is not a dsae_pyro checkpoint ({e})") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != 1:
-        raise TrainingError(f"{path} is not a dsae_pyro checkpoint")
-    missing = {"config", "model", "optim", "rng", "history"} - set(ckpt)
-    if missing:
-        raise TrainingError(f"{path} is an incomplete dsae_pyro checkpoint (no {sorted(missing)}); "
-                            "train again into a new --out folder")
-    return ckpt
-
-
-def check_compatible(ckpt: dict, cfg: Config, data_id: str) -> None:
-    """Refuse to resume a checkpoint whose networks or data differ from this run's."""
-    saved = Config.from_dict(ckpt["config"])
-    # x_scale shapes no network (a fixed pixel scale; a learned one is restored from the weights),
-    # so a run may continue with another one: a sharper likelihood after a loose start
-    diffs = [f"{k}: checkpoint {v!r} vs now {getattr(cfg.model, k)!r}"
-             for k, v in vars(saved.model).items() if getattr(cfg.model, k) != v and k != "x_scale"]
-    if diffs:
-        raise TrainingError("the checkpoint was trained with another model/guide (preset "
-                            f"{saved.preset!r}): {'; '.join(diffs)}. Resume with the same preset "
-                            "and options, or train into a new --out folder")
-    if ckpt["data"] != data_id:
-        raise TrainingError(f"the checkpoint was trained on {ckpt['data']}, this run uses "
-                            f"{data_id}; pass the same --data or use a new --out folder")
-
-
 def load_run(path: str | os.PathLike, device: torch.device | None = None) -> Run:
-    """A Run rebuilt from a checkpoint (file or run folder), ready to generate or resume."""
-    ckpt = load_checkpoint(path)
-    if ckpt.get("kind") == "betavae":
-        raise TrainingError(f"{path} is a beta-VAE checkpoint; use `dsae betavae evaluate` or "
-                            "`dsae betavae traverse`")
-    cfg = Config.from_dict(ckpt["config"])
-    run = Run.create(cfg, device or pick_device("auto"))
-    run.restore(ckpt)
-    run.model.eval()
-    run.guide.eval()
-    return run
-
-
-def run_config(preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
-               out: str | os.PathLike | None = None, resume: bool = False,
-               data_path: str | None = None, kind: type[Sectioned] = Config,
-               preset_dir: Path = PRESET_DIR) -> Sectioned:
-    """The config a run trains with: the preset's, or when resuming the one saved in the
-    checkpoint of `out` (a resumed run keeps its own settings), then `overrides` ("section.key=
-    value") and the data path. Serves the DSAE (kind=Config) and the beta-VAE (BetaVAEConfig)."""
-    if resume:
-        if not out or not (Path(out) / CHECKPOINT).exists():
-            raise ConfigError(f"--resume: no checkpoint in {out or 'the --out folder'}; pass the "
-                              "--out folder of the run")
-        cfg = kind.from_dict(load_checkpoint(out)["config"])
-    else:
-        cfg = load_preset(preset, kind, preset_dir)
-    cfg.override(list(overrides))
-    if data_path:
-        cfg.data.path = str(data_path)
-    return cfg
+    """A DSAE run rebuilt from a checkpoint (file or run folder), ready to generate or resume."""
+    return Run.load(path, device)
 
 
 def load_run_and_test(path: str | os.PathLike, data: str | None = None,
@@ -373,29 +221,11 @@ def load_run_and_test(path: str | os.PathLike, data: str | None = None,
     return run, load_dataset(data or d.name, data_path or d.path, d.seed, progress=False)["test"]
 
 
-def write_history(run_dir: Path, history: list[dict]) -> None:
-    """history.json and history.csv, each written atomically; the CSV's columns are every key any
-    row has (a run resumed by a newer version records more per epoch)."""
-    atomic_write(run_dir / "history.json", lambda fh: fh.write(json.dumps(history, indent=1).encode()))
-    columns = list(dict.fromkeys(k for row in history for k in row))
-
-    def write_csv(fh):
-        text = io.TextIOWrapper(fh, newline="")
-        w = csv.DictWriter(text, fieldnames=columns, restval="")
-        w.writeheader()
-        w.writerows(history)
-        text.flush()
-        text.detach()
-    atomic_write(run_dir / "history.csv", write_csv)
-
-
 def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume: bool = False,
         progress: bool = True) -> Run:
     """Train `cfg` on data['train'], scoring data['test'] each epoch; checkpoints in run_dir."""
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT
-    data_id = dataset_identity(cfg.data.name, cfg.data.path, cfg.data.seed)
-    refuse_overwrite(run_dir, resume)
+    data_id = data_identity(cfg.data.name, cfg.data.path, cfg.data.seed)
     characters = len(np.unique(data["train"].character))
     if cfg.train.f_source == "sibling" and not 1 < characters < len(data["train"]):
         raise ConfigError(f"train.f_source = 'sibling' needs character labels with several clips "
@@ -403,21 +233,9 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                           f"{len(data['train'])} clips. Use train.f_source=self")
     world = setup(cfg.train.device)
     run = Run.create(cfg, world=world)
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        check_compatible(ckpt, cfg, data_id)
-        run.restore(ckpt)
-        if world.main and run.history:  # the checkpoint's history is the true one: repair the files
-            write_history(run_dir, run.history)
-        if world.size > 1:  # the checkpoint holds rank 0's noise: give each rank its own again
-            pyro.set_rng_seed(world.noise_seed(cfg.train.seed, run.epoch))
-    if world.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if run.epoch > cfg.train.epochs:  # keep the record true: the run has more epochs than asked
-            warnings.warn(f"{run_dir} already holds {run.epoch} epochs, more than the "
-                          f"{cfg.train.epochs} asked for; nothing to train", stacklevel=2)
-        else:
-            atomic_write(run_dir / "config.toml", lambda fh: fh.write(cfg.to_toml().encode()))
+    run.open_folder(run_dir, resume, data_id, write=world.main)
+    if resume and world.size > 1:  # the checkpoint holds rank 0's noise: give each its own again
+        pyro.set_rng_seed(world.noise_seed(cfg.train.seed, run.epoch))
     progress = progress and world.main
     # inputs were checked when loaded: skip Pyro's per-step argument checks
     with pyro.validation_enabled(False):
@@ -440,8 +258,7 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
             message = collapse_warning(scores, cfg.model.frames)
             if message:
                 warnings.warn(f"epoch {run.epoch}: {message}", CollapseWarning, stacklevel=2)
-            run.save(ckpt_path, data_id)
-            write_history(run_dir, run.history)
+            run.record(run_dir, data_id)
             if progress:
                 weighted = cfg.train.kl_weight != 1 or cfg.train.kl_warmup
                 scored = min(len(data["test"]), cfg.train.eval_clips or len(data["test"]))

@@ -8,11 +8,12 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch.distributions import Bernoulli, Normal
 
+from dsae_pyro.betavae.config import BetaModelConfig, BetaVAEConfig
 from dsae_pyro.betavae.model import BetaVAE
 from dsae_pyro.betavae.objectives import CapacityLoss, capacity
 from dsae_pyro.betavae.train import BetaVAERun, fit_betavae
 from dsae_pyro.cli import main
-from dsae_pyro.config import BetaModelConfig, BetaVAEConfig, ConfigError
+from dsae_pyro.config import ConfigError
 from dsae_pyro.data.dsprites import N_IMAGES, DSprites, make_dsprites, save_dsprites
 
 

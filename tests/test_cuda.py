@@ -5,7 +5,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from dsae_pyro.train import fit, load_run, pick_device
+from dsae_pyro.runs import pick_device
+from dsae_pyro.train import fit, load_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

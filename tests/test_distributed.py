@@ -14,8 +14,8 @@ from pyro.optim import Adam
 
 from dsae_pyro.distributed import DistributedLoss, World, all_equal, setup, teardown
 from dsae_pyro.guides import make_guide
-from dsae_pyro.inspect import use_mean
 from dsae_pyro.model import DSAE
+from dsae_pyro.posterior import use_mean
 
 STEPS, GLOBAL_BATCH = 3, 4
 

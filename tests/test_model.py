@@ -11,7 +11,7 @@ from torch.distributions import Bernoulli, Normal
 from dsae_pyro.data import to_tensor
 from dsae_pyro.guides import GUIDES, make_guide
 from dsae_pyro.model import DSAE, z_site
-from dsae_pyro.priors import ImprovedPrior
+from dsae_pyro.priors import RemixedLSTMPrior
 
 B, T = 3, 8
 
@@ -65,7 +65,7 @@ def hand_prior_step(prior, z_prev, state):
     """One prior step written out from the equations, with the module's weights."""
     h, c = state
     lin = torch.nn.functional.linear
-    if isinstance(prior, ImprovedPrior):  # Yingzhen Li's
+    if isinstance(prior, RemixedLSTMPrior):  # Yingzhen Li's
         c_hat = torch.tanh(lin(torch.cat([z_prev, c], -1), prior.mlp_c.weight, prior.mlp_c.bias))
         phi = torch.tanh(lin(z_prev, prior.mlp_phi.weight, prior.mlp_phi.bias))
         h_hat = torch.tanh(lin(torch.cat([z_prev, h], -1), prior.mlp_h.weight, prior.mlp_h.bias))
@@ -77,7 +77,7 @@ def hand_prior_step(prior, z_prev, state):
     i, f, g, o = gates.chunk(4, -1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
-    if isinstance(prior, ImprovedPrior):
+    if isinstance(prior, RemixedLSTMPrior):
         mid = torch.tanh(lin(h, prior.head[0].weight, prior.head[0].bias))
         loc, log_scale = lin(mid, prior.head[2].weight, prior.head[2].bias).chunk(2, -1)
         return loc, log_scale.exp(), (h, c)
@@ -193,7 +193,7 @@ def test_only_the_causal_guide_feeds_back_z(guide_name, depends):
 
 def test_improved_decoder_shapes():
     _, model, guide = build(decoder="improved", decoder_hidden=16, decoder_channels=4)
-    assert type(model.decoder).__name__ == "ImprovedDecoder"
+    assert type(model.decoder).__name__ == "MLPDeconvDecoder"
     out = model.decoder(torch.zeros(2, 4), torch.zeros(2, T, 3))
     assert out.shape == (2, T, 3, 64, 64)
 
@@ -237,7 +237,7 @@ def test_paper_preset_has_li_and_mandts_layer_sizes():
     cfg = load_preset("paper").model
     linear = [(m.in_features, m.out_features) for m in FrameDecoder(cfg).fc if isinstance(m, nn.Linear)]
     assert linear == [(288, 4096), (4096, 8 * 8 * 256)]
-    linear = [(m.in_features, m.out_features) for m in FrameEncoder(cfg).fc if isinstance(m, nn.Linear)]
+    linear = [(m.in_features, m.out_features) for m in FrameEncoder.of(cfg).fc if isinstance(m, nn.Linear)]
     assert linear == [(8 * 8 * 256, 4096), (4096, 2048)]
     assert Config.from_dict(load_preset("paper").to_dict()).model.decoder_features == [4096]
 
@@ -246,7 +246,7 @@ def test_paper_preset_has_li_and_mandts_layer_sizes():
     ("factorized", False, False), ("causal", True, False), ("full", True, True)])
 def test_which_frames_each_guide_reads(guide, reads_earlier, reads_later):
     """q(z_3 | .): factorized reads x_3 alone, causal x_1..x_3, full every frame (through f too)."""
-    from dsae_pyro.inspect import encode
+    from dsae_pyro.posterior import encode
 
     torch.manual_seed(0)
     g = make_guide(tiny_config(guide=guide).model).eval()

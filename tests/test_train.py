@@ -3,7 +3,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from dsae_pyro.train import CHECKPOINT, Run, TrainingError, fit, load_checkpoint, load_run
+from dsae_pyro.runs import CHECKPOINT, load_checkpoint
+from dsae_pyro.train import Run, TrainingError, fit, load_run
 
 
 def params(run):
@@ -140,7 +141,7 @@ def test_resume_repairs_a_torn_history_and_stale_temporaries(tmp_path, tiny_data
 
 
 def test_history_csv_takes_every_column(tmp_path):
-    from dsae_pyro.train import write_history
+    from dsae_pyro.runs import write_history
 
     write_history(tmp_path, [{"epoch": 1, "test_loss": 2.0}, {"epoch": 2, "test_loss": 1.0,
                                                              "test_kl_f": 0.5}])

@@ -16,8 +16,8 @@ from pyro import poutine
 from torch import nn
 
 from .._naming import unique_name
-from ..config import BetaModelConfig
-from ..nets import betavae_nets
+from .config import BetaModelConfig
+from .nets import betavae_nets
 
 
 class BetaVAE(nn.Module):

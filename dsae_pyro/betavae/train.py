@@ -17,35 +17,22 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 from tqdm import tqdm
 
-from ..config import BetaVAEConfig
+from ..data import data_identity
 from ..data.dsprites import DSprites
-from ..train import (
-    CHECKPOINT,
-    TrainingError,
-    check_trained_by_store,
-    load_checkpoint,
-    optim_state,
-    pick_device,
-    refuse_overwrite,
-    rng_state,
-    save_checkpoint,
-    set_optim_state,
-    set_rng_state,
-    write_history,
-)
+from ..runs import Checkpointed, TrainingError, check_trained_by_store, pick_device, rng_state, set_rng_state
+from .config import BetaVAEConfig
 from .model import BetaVAE
 from .objectives import CapacityLoss, capacity, trace_terms
 
 EVAL_IMAGES = 2048  # a fixed sample of dSprites scored at every log point
 
 
-def data_identity(path: str) -> str:
-    return f"dsprites:{Path(path).resolve() if path else 'drawn-v1'}"
-
-
 @dataclass
-class BetaVAERun:
+class BetaVAERun(Checkpointed):
     """A beta-VAE, its SVI object (objective H or B), the step count and the history."""
+
+    KIND, CONFIG, COUNTER, TARGET = "betavae", BetaVAEConfig, "step", "steps"
+    FIXED = ("model", "train.objective")  # objective B's capacity schedule restarts from the step
 
     cfg: BetaVAEConfig
     vae: BetaVAE
@@ -76,19 +63,8 @@ class BetaVAERun:
         """The KL weight passed to model and guide: beta under H, 1 under B."""
         return self.cfg.train.beta if self.cfg.train.objective == "H" else 1.0
 
-    # --- checkpoints ---------------------------------------------------------------------------
-    def state(self, data_id: str) -> dict:
-        return {"format": 1, "kind": "betavae", "config": self.cfg.to_dict(), "step": self.step,
-                "history": self.history, "data": data_id, "model": self.vae.state_dict(),
-                "optim": optim_state(self.svi, {self.vae.pyro_name: "model"}),
-                "rng": rng_state()}
-
-    def restore(self, ckpt: dict) -> None:
-        self.vae.load_state_dict(ckpt["model"])
-        set_optim_state(self.svi, ckpt["optim"], {self.vae.pyro_name: "model"},
-                        lr=self.cfg.train.lr)
-        set_rng_state(ckpt["rng"])
-        self.step, self.history = ckpt["step"], list(ckpt["history"])
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.vae}
 
     # --- steps ---------------------------------------------------------------------------------
     def batch(self, n: int, step: int) -> np.ndarray:
@@ -132,35 +108,16 @@ class BetaVAERun:
 
 def load_betavae(path: str | os.PathLike, device: torch.device | None = None) -> BetaVAERun:
     """A beta-VAE run rebuilt from a checkpoint (file or run folder)."""
-    ckpt = load_checkpoint(path)
-    if ckpt.get("kind") != "betavae":
-        raise TrainingError(f"{path} is a DSAE checkpoint; use it with `dsae` commands, not "
-                            "`dsae betavae`")
-    run = BetaVAERun.create(BetaVAEConfig.from_dict(ckpt["config"]), device or pick_device("auto"))
-    run.restore(ckpt)
-    run.vae.eval()
-    return run
+    return BetaVAERun.load(path, device)
 
 
 def fit_betavae(cfg: BetaVAEConfig, data: DSprites, run_dir: str | os.PathLike,
                 resume: bool = False, progress: bool = True) -> BetaVAERun:
     """Train for cfg.train.steps; every log_every steps append to the history and checkpoint."""
     run_dir = Path(run_dir)
-    ckpt_path = run_dir / CHECKPOINT
-    data_id = data_identity(cfg.data.path)
-    refuse_overwrite(run_dir, resume)
+    data_id = data_identity("dsprites", cfg.data.path)
     run = BetaVAERun.create(cfg)
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        saved = BetaVAEConfig.from_dict(ckpt["config"])
-        if saved.model != cfg.model or saved.train.objective != cfg.train.objective:
-            raise TrainingError(f"the checkpoint in {run_dir} was trained with {saved.model} and "
-                                f"objective {saved.train.objective}; resume with the same options")
-        if ckpt["data"] != data_id:
-            raise TrainingError(f"the checkpoint was trained on {ckpt['data']}, not {data_id}")
-        run.restore(ckpt)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(cfg.to_toml())
+    run.open_folder(run_dir, resume, data_id)
     t = cfg.train
     bar = tqdm(total=t.steps, initial=run.step, disable=not progress, unit="step", desc="beta-VAE")
     run.vae.train()
@@ -176,8 +133,7 @@ def fit_betavae(cfg: BetaVAEConfig, data: DSprites, run_dir: str | os.PathLike,
                      "seconds": round(seconds, 2),
                      "images_per_s": round(n * t.batch_size / seconds, 1)}
             run.history.append(point)
-            save_checkpoint(ckpt_path, run.state(data_id))
-            write_history(run_dir, run.history)
+            run.record(run_dir, data_id)
             bar.set_postfix(recon=f"{point['recon']:.1f}", kl=f"{point['kl']:.2f}")
     bar.close()
     return run

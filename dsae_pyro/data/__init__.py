@@ -8,83 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zipfile
-import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .._io import atomic_write
-from .labels import ACTIONS, ATTRIBUTES, DIRECTIONS, SIZE, Split, character_index
+from .._io import atomic_write, cache_dir, file_digest, open_npz
+from ..clips import DataError, check_batch, check_clips, to_tensor
+from .labels import ACTIONS, ATTRIBUTES, DIRECTIONS, Split, character_index
 from .sprites import DEFAULT_BASE_URL, SheetError, build_sprites, download_sheets, expected_sha256
 from .synthetic import VERSION as SYNTHETIC_VERSION
 from .synthetic import make_synthetic
 
 __all__ = ["ACTIONS", "ATTRIBUTES", "DIRECTIONS", "DataError", "Split", "SheetError",
            "check_batch", "check_clips", "load_dataset", "load_npz", "save_npz", "to_tensor", "cache_dir"]
-
-
-class DataError(ValueError):
-    """Clips or labels that the library cannot use; the message names the problem and the fix."""
-
-
-def cache_dir() -> Path:
-    """Where built datasets and downloads are cached ($DSAE_CACHE, else ~/.cache/dsae_pyro)."""
-    return Path(os.environ.get("DSAE_CACHE", Path.home() / ".cache" / "dsae_pyro"))
-
-
-def check_clips(x, name: str = "clips") -> np.ndarray | torch.Tensor:
-    """Validate clips for the library; returns them unchanged or raises DataError.
-
-    Accepts uint8 (N, T, 64, 64, 3) pixels, or float tensors/arrays (N, T, 3, 64, 64) in [0, 1].
-    """
-    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-        raise DataError(f"{name} is not an array but {type(x).__name__}; save clips with "
-                        "dsae_pyro.data.save_npz or `dsae data`")
-    shape = tuple(x.shape)
-    if x.dtype in (np.uint8, torch.uint8):
-        if len(shape) != 5 or shape[2:] != (SIZE, SIZE, 3):
-            raise DataError(f"{name}: uint8 clips must be (N, T, 64, 64, 3) channel-last, got "
-                            f"{shape}")
-        return x
-    if len(shape) != 5 or shape[2:] != (3, SIZE, SIZE):
-        hint = (" (channel-last? use x.permute(0, 1, 4, 2, 3))" if len(shape) == 5
-                and shape[-1] == 3 else "")
-        raise DataError(f"{name}: expected float clips of shape (N, T, 3, 64, 64), got {shape}"
-                        f"{hint}")
-    if x.dtype not in (np.float32, np.float64, torch.float32, torch.float64):
-        raise DataError(f"{name}: dtype {x.dtype} is not supported; give float32 in [0, 1] or "
-                        "uint8 pixels in 0..255")
-    t = torch.as_tensor(x)
-    if not torch.isfinite(t).all():
-        raise DataError(f"{name}: contains {int((~torch.isfinite(t)).sum())} NaN or infinite "
-                        "values; clean or drop those clips")
-    lo, hi = float(t.min()), float(t.max())
-    if lo < 0 or hi > 1:
-        hint = " (pixels in 0..255? divide by 255)" if hi > 1.5 else ""
-        raise DataError(f"{name}: values must lie in [0, 1], found [{lo:.3g}, {hi:.3g}]{hint}")
-    return x
-
-
-def check_batch(x: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
-    """Cheap per-call check of a model/guide input: a float (B, T, C, H, W) tensor."""
-    if not torch.is_tensor(x) or not x.is_floating_point() or x.dim() != 5 or tuple(
-            x.shape[2:]) != tuple(image_shape):
-        got = f"{type(x).__name__} {tuple(x.shape)} {x.dtype}" if hasattr(x, "shape") else type(
-            x).__name__
-        raise DataError(f"clips must be a float tensor (B, T, {', '.join(map(str, image_shape))}) "
-                        f"in [0, 1], got {got}; dsae_pyro.data.to_tensor converts uint8 "
-                        "(B, T, H, W, 3) pixels")
-
-
-def to_tensor(x_uint8, device=None) -> torch.Tensor:
-    """uint8 (B, T, H, W, 3) -> float32 (B, T, 3, H, W) in [0, 1] on `device`."""
-    x = torch.as_tensor(x_uint8)
-    if device is not None:
-        x = x.to(device, non_blocking=True)  # move the compact uint8 before widening it
-    return x.permute(0, 1, 4, 2, 3).float().div_(255.0)
 
 
 def check_split(split: Split, name: str) -> Split:
@@ -108,20 +44,6 @@ def save_npz(path: str | os.PathLike, data: dict[str, Split]) -> None:
         arrays.update({f"x_{split}": s.x, f"attributes_{split}": s.attributes,
                        f"motion_{split}": s.motion, f"character_{split}": s.character})
     atomic_write(path, lambda fh: np.savez(fh, **arrays), suffix=".npz")
-
-
-@contextmanager
-def open_npz(path: str | os.PathLike, rebuild: str = "dsae data ... --out FILE"):
-    """np.load of an .npz that names the file and the fix when it cannot be read (empty,
-    truncated, not an npz, pickled objects), also for arrays read lazily inside the block."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            yield z
-    except DataError:
-        raise
-    except (EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, zlib.error) as e:
-        raise DataError(f"{path} is not a readable .npz file ({type(e).__name__}: {e}); it may "
-                        f"be truncated or of another kind: build it again with `{rebuild}`") from e
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, Split]:
@@ -183,8 +105,17 @@ def load_dataset(name: str = "synthetic", path: str = "", seed: int = 423,
     raise DataError(f"unknown dataset {name!r}; choose synthetic, sprites or npz")
 
 
-def dataset_identity(name: str, path: str = "", seed: int = 423) -> str:
-    """A short string naming the data a model was trained on (stored in checkpoints)."""
-    synthetic = f"synthetic-v{SYNTHETIC_VERSION}(seed={seed})"  # v1 judges/runs are refused
-    return {"synthetic": synthetic, "sprites": "sprites(lpc)"}.get(
-        name, f"npz({Path(path).name})")
+def data_identity(name: str, path: str | os.PathLike = "", seed: int = 423) -> str:
+    """A short string naming the data a model or judge was trained on, stored with it and checked
+    on resume and before scoring: the synthetic set's version and seed, real Sprites, or for a file
+    (npz clips, dSprites) the SHA-256 of its content, so that other data under the same name is
+    refused."""
+    if name == "synthetic":
+        return f"synthetic-v{SYNTHETIC_VERSION}(seed={seed})"  # v1 judges/runs are refused
+    if name == "sprites":
+        return "sprites(lpc)"
+    if not path:
+        return f"{name}(drawn-v1)"  # dSprites drawn by the package
+    if not Path(path).is_file():  # clips handed over in memory: only the name is known
+        return f"{name}({Path(path).name})"
+    return f"{name}(sha256:{file_digest(path)[:16]})"

@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._io import atomic_write, cache_dir, open_npz
+from ..clips import DataError
+
 FACTORS = ("color", "shape", "scale", "orientation", "posX", "posY")
 SIZES = (1, 3, 6, 40, 32, 32)
 SHAPES = ("square", "ellipse", "heart")
@@ -113,8 +116,6 @@ def make_dsprites() -> DSprites:
 def load_dsprites_npz(path: str | Path) -> DSprites:
     """The official `dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz` (keys imgs, latents_values,
     latents_classes), or a file written by `save_dsprites`."""
-    from . import DataError, open_npz
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no dSprites file at {path}; build one with `dsae data dsprites --out "
@@ -133,13 +134,13 @@ def load_dsprites_npz(path: str | Path) -> DSprites:
 
 
 def save_dsprites(path: str | Path, data: DSprites) -> None:
-    np.savez(path, packed=data.packed, latents_classes=data.classes, latents_values=data.values)
+    """Write `data` as an npz that `load_dsprites_npz` reads, atomically."""
+    atomic_write(path, lambda fh: np.savez(fh, packed=data.packed, latents_classes=data.classes,
+                                           latents_values=data.values), suffix=".npz")
 
 
 def load_dsprites(path: str | Path = "", progress: bool = True) -> DSprites:
     """dSprites from `path` (official or our npz), else drawn once and cached."""
-    from . import cache_dir
-
     if path:
         return load_dsprites_npz(path)
     cached = cache_dir() / "dsprites-v1.npz"
@@ -147,10 +148,7 @@ def load_dsprites(path: str | Path = "", progress: bool = True) -> DSprites:
         return load_dsprites_npz(cached)
     start = time.perf_counter()
     data = make_dsprites()
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp.npz")
-    save_dsprites(tmp, data)
-    tmp.replace(cached)
+    save_dsprites(cached, data)
     if progress:
         print(f"drew dSprites ({len(data)} images) in {time.perf_counter() - start:.0f}s; "
               f"cached at {cached}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-N_FRAMES, SIZE, N_VALUES = 8, 64, 6
+N_FRAMES, N_VALUES = 8, 6
 N_CHARACTERS = N_VALUES**4  # 1296
 ATTRIBUTES = ("body", "bottom", "top", "hair")
 ACTIONS = ("walk", "spellcast", "slash")

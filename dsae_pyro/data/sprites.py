@@ -18,12 +18,12 @@ import numpy as np
 from PIL import Image
 
 from .._io import atomic_write
+from ..clips import SIZE
 from .labels import (
     ACTIONS,
     DIRECTIONS,
     N_FRAMES,
     N_VALUES,
-    SIZE,
     Split,
     character_index,
     motion_label,

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import N_FRAMES, SIZE, Split, character_index, split_characters
+from ..clips import SIZE
+from .labels import N_FRAMES, Split, character_index, split_characters
 
 # Part of the data's identity: bump when a change alters the pixels. Version 2: distinct skin tones
 # and a face that long hair no longer covers in front view (it hid the body label: the judge's

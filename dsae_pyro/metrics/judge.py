@@ -15,7 +15,6 @@ from torch import nn
 from tqdm import tqdm
 
 from .._io import atomic_write
-from ..config import ModelConfig
 from ..data import ATTRIBUTES, Split, to_tensor
 from ..nets import FrameEncoder
 
@@ -32,9 +31,7 @@ class Judge(nn.Module):
     def __init__(self, channels=(16, 32, 64, 64), features: int = 128, hidden: int = 64):
         super().__init__()
         self.arch = {"channels": list(channels), "features": features, "hidden": hidden}
-        cfg = ModelConfig(conv_channels=list(channels), conv_strides=[2] * len(channels),
-                          conv_kernel=4, conv_features=[features])
-        self.encoder = FrameEncoder(cfg)
+        self.encoder = FrameEncoder(list(channels), [2] * len(channels), 4, [features])
         self.lstm = nn.LSTM(features, hidden, batch_first=True, bidirectional=True)
         self.heads = nn.ModuleDict({k: nn.Linear(2 * hidden, n) for k, n in HEADS.items()})
 

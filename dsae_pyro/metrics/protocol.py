@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..data import ATTRIBUTES, Split, to_tensor
-from ..inspect import decode, encode
+from ..posterior import decode, encode
 from .bounds import importance_bound
 from .judge import head_accuracies
 

@@ -1,4 +1,5 @@
-"""Looking inside a trained posterior with poutine: thin helpers that return plain tensors.
+"""Looking inside a trained posterior with poutine (dsae_pyro.posterior): thin helpers that return
+plain tensors.
 
     encode      trace the guide: posterior loc/scale and values of f and every z_t
     decode      condition the model on latent values (poutine.condition) and read p(x | f, z)'s mean
@@ -20,7 +21,7 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
 from .model import z_site
@@ -30,7 +31,7 @@ class use_mean(Messenger):  # noqa: N801 - a handler, used like poutine's
     """Replace every latent sample by its distribution's mean (downstream sites see the mean)."""
 
     def _pyro_sample(self, msg):
-        if not msg["is_observed"] and not isinstance(msg["fn"], _Subsample):  # not plates
+        if not msg["is_observed"] and not site_is_subsample(msg):  # not plates
             msg["value"] = msg["fn"].mean
             msg["done"] = True
 

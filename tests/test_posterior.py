@@ -5,7 +5,7 @@ from conftest import tiny_config
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 
-from dsae_pyro import inspect as ins
+from dsae_pyro import posterior as ins
 from dsae_pyro.data import to_tensor
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE

@@ -1,0 +1,59 @@
+"""The beta-VAE's configuration: the networks of Higgins et al. / Burgess et al. and the two
+objectives, H (recon + beta KL) and B (recon + gamma |KL - C|); presets in presets/betavae/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from ..config import DEVICES, PRESET_DIR, ConfigError, Sectioned
+
+OBJECTIVES = ("H", "B")
+ARCHS = ("conv", "mlp")
+
+
+@dataclass
+class BetaModelConfig:
+    arch: str = "conv"  # conv | mlp (as in the beta-VAE papers' reimplementations)
+    latents: int = 10
+
+
+@dataclass
+class BetaTrainConfig:
+    objective: str = "B"  # H: recon + beta KL (Higgins); B: recon + gamma |KL - C| (Burgess)
+    beta: float = 4.0  # objective H
+    gamma: float = 1000.0  # objective B
+    c_max: float = 25.0  # objective B: capacity C rises linearly 0 -> c_max nats ...
+    c_steps: int = 100_000  # ... over this many steps, then stays
+    steps: int = 100_000
+    batch_size: int = 64
+    lr: float = 5e-4
+    seed: int = 0
+    log_every: int = 1000  # steps between history points and checkpoints
+    device: str = "auto"
+
+
+@dataclass
+class BetaDataConfig:
+    path: str = ""  # the official dSprites npz, or empty: draw it (and cache)
+
+
+@dataclass
+class BetaVAEConfig(Sectioned):
+    """The beta-VAE's configuration."""
+
+    PRESET_DIR: ClassVar[Path] = PRESET_DIR / "betavae"
+    model: BetaModelConfig = field(default_factory=BetaModelConfig)
+    train: BetaTrainConfig = field(default_factory=BetaTrainConfig)
+    data: BetaDataConfig = field(default_factory=BetaDataConfig)
+    preset: str = "custom"
+
+    def validate(self) -> None:
+        self.check(choices={"model.arch": ARCHS, "train.objective": OBJECTIVES,
+                            "train.device": DEVICES},
+                   positive=("train.beta", "train.lr", "train.gamma"),
+                   at_least_one=("train.steps", "train.batch_size", "train.log_every",
+                                 "train.c_steps", "model.latents"))
+        if self.train.c_max < 0:
+            raise ConfigError(f"train.c_max must be >= 0, got {self.train.c_max}")
