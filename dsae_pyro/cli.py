@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .config import (
+    DATASETS,
     F_SOURCES,
     LIKELIHOODS,
     OBJECTIVES_DSAE,
@@ -40,7 +41,7 @@ def _positive(text: str) -> int:
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", choices=["synthetic", "sprites", "npz"],
+    p.add_argument("--data", choices=DATASETS,
                    help="dataset (default: the preset's, synthetic)")
     p.add_argument("--sheets", "--data-path", dest="data_path", metavar="PATH",
                    help="sprites: folder of LPC sheets (default: download and cache); "
@@ -48,6 +49,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data import BUILDS
+
     parser = argparse.ArgumentParser(
         prog="dsae", description="Disentangled Sequential Autoencoder (Li & Mandt 2018) in Pyro.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     from .nets import DECODERS
     from .priors import PRIORS
 
-    p.add_argument("--preset", default="cpu",
-                   help=f"one of {available_presets()} or a .toml file (default: cpu)")
+    p.add_argument("--preset", help=f"one of {available_presets()} or a .toml file (default: "
+                   "cpu; a resumed run keeps its own)")
     for name, choices, help_ in (("guide", GUIDES, "inference network"),
                                  ("prior", PRIORS, "prior over z_1:T"),
                                  ("decoder", DECODERS, "frame decoder (improved: Yingzhen Li's)"),
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                        description="Build a dataset into an .npz: Sprites-like data with x_train, "
                        "x_test (uint8, N x 8 x 64 x 64 x 3), attributes_*, motion_*, character_*; "
                        "dsprites with packed (bit-packed images), latents_classes, latents_values.")
-    d.add_argument("which", choices=["synthetic", "sprites", "sprites-npy", "dsprites"])
+    d.add_argument("which", choices=BUILDS)
     d.add_argument("--sheets", help="sprites: folder of LPC sheets; sprites-npy: folder of the "
                    "original {action}_{direction}_frames_{split}.npy files")
     d.add_argument("--download", action="store_true", help="sprites: fetch the sheets first")
@@ -172,13 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .data import load_dataset
-    from .distributed import launched_by_torchrun, teardown
-    from .report import write_report
-    from .train import fit, run_config
+    from .train import run_config, train
 
-    if launched_by_torchrun() and not args.out:
-        raise ConfigError("under torchrun pass --out DIR, so that every process uses one run folder")
     overrides = list(args.overrides)
     for name in ("guide", "prior", "decoder", "likelihood"):
         if getattr(args, name):
@@ -191,21 +189,7 @@ def _cmd_train(args) -> int:
         if getattr(args, name) is not None:
             overrides.append(f"train.{name}={getattr(args, name)}")
     cfg = run_config(args.preset, overrides, args.out, args.resume, args.data_path)
-    out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-"
-                           f"{cfg.model.guide}-{cfg.data.name}")
-    progress = not args.quiet
-    start = time.perf_counter()
-    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=progress)
-    print(f"data: {cfg.data.name}, {len(data['train'])} train / {len(data['test'])} test clips "
-          f"({time.perf_counter() - start:.0f}s); run folder: {out}")
-    run = fit(cfg, data, out, resume=args.resume, progress=progress)
-    teardown(run.world)  # this process owns the torchrun group: leave it before exiting
-    if not run.world.main:  # under torchrun, rank 0 writes the report
-        return 0
-    if not args.no_report:
-        path = write_report(run, data["test"], out)
-        print(f"report: {path}")
-    print(f"done in {time.perf_counter() - start:.0f}s")
+    train(cfg, args.out, args.resume, progress=not args.quiet, report=not args.no_report)
     return 0
 
 
@@ -251,36 +235,11 @@ def _cmd_report(args) -> int:
 
 def _cmd_data(args) -> int:
     from ._io import check_output
-    from .data import save_npz
-    from .data.sprites import DEFAULT_BASE_URL, build_sprites, download_sheets, load_npy_layout
-    from .data.synthetic import make_synthetic
+    from .data import build_dataset_file
 
     check_output(args.out, args.force)
-    start = time.perf_counter()
-    if args.which == "dsprites":
-        from .data.dsprites import make_dsprites, save_dsprites
-
-        save_dsprites(args.out, make_dsprites())
-        print(f"wrote {args.out} in {time.perf_counter() - start:.0f}s")
-        return 0
-    if args.which == "synthetic":
-        data = make_synthetic(args.seed)
-    elif args.which == "sprites-npy":
-        if not args.sheets:
-            raise ConfigError("sprites-npy needs --sheets DIR holding the original npy files")
-        data = load_npy_layout(args.sheets)
-    else:
-        if args.download:
-            folder = download_sheets(args.sheets or Path(args.out).with_suffix("") / "sheets",
-                                     args.base_url or DEFAULT_BASE_URL)
-        elif args.sheets:
-            folder = args.sheets
-        else:
-            raise ConfigError("sprites needs --sheets DIR (a folder of LPC sheets) or --download")
-        data = build_sprites(folder, progress=True)
-    save_npz(args.out, data)
-    print(f"wrote {args.out}: {len(data['train'])} train / {len(data['test'])} test clips "
-          f"in {time.perf_counter() - start:.0f}s")
+    print(build_dataset_file(args.which, args.out, args.sheets, args.download, args.base_url,
+                             args.seed))
     return 0
 
 
@@ -338,8 +297,8 @@ def _add_betavae_parser(sub) -> None:
                         description="Train a beta-VAE. Writes config.toml, checkpoint.pt (every "
                         "log_every steps), history.csv/json, traversals, reconstructions, kl.png "
                         "and report.html into --out.")
-    t.add_argument("--preset", default="cpu", help=f"one of "
-                   f"{available_presets(BetaVAEConfig)} or a .toml file (default: cpu)")
+    t.add_argument("--preset", help=f"one of {available_presets(BetaVAEConfig)} or a .toml file "
+                   "(default: cpu; a resumed run keeps its own)")
     t.add_argument("--objective", choices=OBJECTIVES, help="H: recon + beta KL; B: recon + "
                    "gamma |KL - C| (default: the preset's)")
     t.add_argument("--arch", choices=ARCHS, help="network (default: the preset's)")
@@ -376,9 +335,9 @@ BETAVAE_EXAMPLES = """examples:
 
 def _cmd_betavae(args) -> int:
     from .betavae.report import write_betavae_report
-    from .betavae.train import fit_betavae, load_betavae
+    from .betavae.train import load_betavae, train_betavae
     from .data.dsprites import load_dsprites
-    from .train import run_config
+    from .runs import run_config
 
     if args.action == "train":
         from .betavae.config import BetaVAEConfig
@@ -389,15 +348,10 @@ def _cmd_betavae(args) -> int:
             if value is not None:
                 section = "model" if name == "arch" else "train"
                 overrides.append(f"{section}.{name}={value}")
-        out = Path(args.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-betavae-{args.preset}")
-        data_path = Path(args.data_path).resolve() if args.data_path else None
-        cfg = run_config(args.preset, overrides, out, args.resume, data_path, BetaVAEConfig)
-        data = load_dsprites(cfg.data.path, progress=not args.quiet)
-        start = time.perf_counter()
-        run = fit_betavae(cfg, data, out, resume=args.resume, progress=not args.quiet)
-        print(f"trained {run.step} steps in {time.perf_counter() - start:.0f}s; run folder: {out}")
-        if not args.no_report:
-            print(f"report: {write_betavae_report(run, data, out)}")
+        cfg = run_config(args.preset, overrides, args.out, args.resume, args.data_path,
+                         BetaVAEConfig)
+        train_betavae(cfg, args.out, args.resume, progress=not args.quiet,
+                      report=not args.no_report)
         return 0
 
     run = load_betavae(args.checkpoint)

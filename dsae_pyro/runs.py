@@ -122,14 +122,15 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     atomic_write(run_dir / "history.csv", write_csv)
 
 
-def run_config(preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
+def run_config(preset: str | None = None, overrides: list[str] | tuple[str, ...] = (),
                out: str | os.PathLike | None = None, resume: bool = False,
                data_path: str | os.PathLike | None = None, kind: type[Sectioned] | None = None
                ) -> Sectioned:
     """The config a run trains with: the preset's, or when resuming the one saved in the
     checkpoint of `out` (a resumed run keeps its own settings), then `overrides` ("section.key=
     value") and the data path, stored resolved so that the run can be reopened from any folder.
-    `kind` is the config class (default: the DSAE's `Config`; `BetaVAEConfig` for the beta-VAE)."""
+    `preset` defaults to "cpu"; a resumed run refuses another. `kind` is the config class (default:
+    the DSAE's `Config`; `BetaVAEConfig` for the beta-VAE)."""
     if kind is None:
         from .config import Config as kind
     if resume:
@@ -137,8 +138,12 @@ def run_config(preset: str = "cpu", overrides: list[str] | tuple[str, ...] = (),
             raise ConfigError(f"--resume: no checkpoint in {out or 'the --out folder'}; pass the "
                               "--out folder of the run")
         cfg = kind.from_dict(load_checkpoint(out)["config"])
+        if preset and Path(preset).stem != cfg.preset:
+            raise ConfigError(f"--resume: the run in {out} was trained with preset {cfg.preset!r} "
+                              f"and keeps it; drop --preset {preset} (change single options with "
+                              "--set), or train into a new --out folder")
     else:
-        cfg = load_preset(preset, kind)
+        cfg = load_preset(preset or "cpu", kind)
     cfg.override(list(overrides))
     if data_path:
         cfg.data.path = str(Path(data_path).resolve())

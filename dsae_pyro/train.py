@@ -269,3 +269,33 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
         raise TrainingError("the ranks' parameters differ after training; this is a bug, please "
                             "report it with the command you ran")
     return run
+
+
+def default_run_dir(cfg: Config) -> Path:
+    """runs/<time>-<preset>-<guide>-<data>, in the current folder."""
+    return Path(f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-{cfg.model.guide}-"
+                f"{cfg.data.name}")
+
+
+def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = False,
+          progress: bool = True, report: bool = True) -> Run:
+    """`dsae train` in one call: load cfg's data, fit into `out` (a new folder by default) and
+    write the figures and report.html. Under torchrun every rank calls it; rank 0 reports."""
+    from .data import load_dataset
+    from .distributed import launched_by_torchrun, teardown
+    from .report import write_report
+
+    if launched_by_torchrun() and not out:
+        raise ConfigError("under torchrun pass --out DIR, so that every process uses one run folder")
+    out = Path(out or default_run_dir(cfg))
+    start = time.perf_counter()
+    data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=progress)
+    print(f"data: {cfg.data.name}, {len(data['train'])} train / {len(data['test'])} test clips "
+          f"({time.perf_counter() - start:.0f}s); run folder: {out}")
+    run = fit(cfg, data, out, resume=resume, progress=progress)
+    teardown(run.world)  # this process owns the torchrun group: leave it before exiting
+    if run.world.main:
+        if report:
+            print(f"report: {write_report(run, data['test'], out)}")
+        print(f"done in {time.perf_counter() - start:.0f}s")
+    return run

@@ -2,6 +2,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import SHEETS
 
@@ -59,6 +60,28 @@ def test_resume_with_another_guide_is_refused(tmp_path, tiny_npz, capsys):
     assert main(base) == 0
     assert main(base + ["--resume", "--guide", "full"]) == 2
     assert "guide: checkpoint 'factorized' vs now 'full'" in capsys.readouterr().err
+
+
+def test_a_run_folder_guards_its_record(tmp_path, tiny_npz, capsys):
+    """A new run never writes over a user's files; a resumed run keeps its preset; a resumed run
+    on other data saved under the same file name is refused (the identity is the content)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "report.html").write_text("the user's page")
+    base = ["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+            "--out", str(out), "--no-report", *TINY]
+    assert main(base) == 2
+    assert "holds report.html but no checkpoint" in capsys.readouterr().err
+    assert (out / "report.html").read_text() == "the user's page"
+    (out / "report.html").unlink()
+    assert main(base) == 0
+    assert main(["train", "--out", str(out), "--resume", "--preset", "paper"]) == 2
+    assert "trained with preset 'cpu' and keeps it" in capsys.readouterr().err
+    data = dict(np.load(tiny_npz))
+    data["x_train"] = data["x_train"][::-1].copy()
+    np.savez(tiny_npz, **data)  # other clips, same name
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2"]) == 2
+    assert "the checkpoint was trained on npz(sha256:" in capsys.readouterr().err
 
 
 def test_presets_are_valid_and_printable(capsys):

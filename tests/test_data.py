@@ -66,6 +66,7 @@ def test_to_tensor_layout():
     (np.zeros((2, 8, 64, 64, 3), np.float32), "channel-last"),
     (np.zeros((2, 8, 3, 32, 32), np.float32), "expected float clips of shape"),
     (np.zeros((2, 8, 3, 64, 64), np.int32), "dtype int32"),
+    (np.zeros((2, 8, 64, 64, 3), np.int32), r"dtype int32 is not supported; give uint8 pixels"),
     (np.full((2, 8, 3, 64, 64), 200.0, np.float32), "divide by 255"),
     (np.full((1, 8, 3, 64, 64), np.nan, np.float32), "NaN"),
     (np.zeros((2, 8, 3, 64, 64), np.uint8), "uint8 clips must be"),

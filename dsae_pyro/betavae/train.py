@@ -137,3 +137,20 @@ def fit_betavae(cfg: BetaVAEConfig, data: DSprites, run_dir: str | os.PathLike,
             bar.set_postfix(recon=f"{point['recon']:.1f}", kl=f"{point['kl']:.2f}")
     bar.close()
     return run
+
+
+def train_betavae(cfg: BetaVAEConfig, out: str | os.PathLike | None = None, resume: bool = False,
+                  progress: bool = True, report: bool = True) -> BetaVAERun:
+    """`dsae betavae train` in one call: load dSprites, fit into `out` (a new folder by default)
+    and write the figures and report.html."""
+    from ..data.dsprites import load_dsprites
+    from .report import write_betavae_report
+
+    out = Path(out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-betavae-{cfg.preset}")
+    data = load_dsprites(cfg.data.path, progress=progress)
+    start = time.perf_counter()
+    run = fit_betavae(cfg, data, out, resume=resume, progress=progress)
+    print(f"trained {run.step} steps in {time.perf_counter() - start:.0f}s; run folder: {out}")
+    if report:
+        print(f"report: {write_betavae_report(run, data, out)}")
+    return run

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,14 @@ import numpy as np
 from .._io import atomic_write, cache_dir, file_digest, open_npz
 from ..clips import DataError, check_batch, check_clips, to_tensor
 from .labels import ACTIONS, ATTRIBUTES, DIRECTIONS, Split, character_index
-from .sprites import DEFAULT_BASE_URL, SheetError, build_sprites, download_sheets, expected_sha256
+from .sprites import (
+    DEFAULT_BASE_URL,
+    SheetError,
+    build_sprites,
+    download_sheets,
+    expected_sha256,
+    load_npy_layout,
+)
 from .synthetic import VERSION as SYNTHETIC_VERSION
 from .synthetic import make_synthetic
 
@@ -119,3 +127,38 @@ def data_identity(name: str, path: str | os.PathLike = "", seed: int = 423) -> s
     if not Path(path).is_file():  # clips handed over in memory: only the name is known
         return f"{name}({Path(path).name})"
     return f"{name}(sha256:{file_digest(path)[:16]})"
+
+
+BUILDS = ("synthetic", "sprites", "sprites-npy", "dsprites")  # what build_dataset_file writes
+
+
+def build_dataset_file(which: str, out: str | os.PathLike, sheets: str | None = None,
+                       download: bool = False, base_url: str | None = None, seed: int = 423) -> str:
+    """`dsae data WHICH --out FILE`: build a dataset into an npz; returns a one-line summary.
+    synthetic (drawn, `seed`), sprites (from the LPC `sheets`, or downloaded first), sprites-npy
+    (the original per-action npy files in `sheets`) or dsprites."""
+    start = time.perf_counter()
+    if which == "dsprites":
+        from .dsprites import make_dsprites, save_dsprites
+
+        data = make_dsprites()
+        save_dsprites(out, data)
+        return f"wrote {out}: {len(data)} images in {time.perf_counter() - start:.0f}s"
+    if which == "synthetic":
+        data = make_synthetic(seed)
+    elif which == "sprites-npy":
+        if not sheets:
+            raise DataError("sprites-npy needs --sheets DIR holding the original npy files")
+        data = load_npy_layout(sheets)
+    elif which == "sprites":
+        if download:
+            sheets = download_sheets(sheets or Path(out).with_suffix("") / "sheets",
+                                     base_url or DEFAULT_BASE_URL)
+        elif not sheets:
+            raise DataError("sprites needs --sheets DIR (a folder of LPC sheets) or --download")
+        data = build_sprites(sheets, progress=True)
+    else:
+        raise DataError(f"unknown dataset {which!r}; choose one of {list(BUILDS)}")
+    save_npz(out, data)
+    return (f"wrote {out}: {len(data['train'])} train / {len(data['test'])} test clips in "
+            f"{time.perf_counter() - start:.0f}s")
