@@ -29,15 +29,20 @@ EXAMPLES = """examples:
 """
 
 
-def _positive(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _at_least(low: int):
+    """An argparse type: an integer >= low."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+    return parse
+
+
+_positive, _count = _at_least(1), _at_least(0)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                        "dataset's train split; prints its test accuracy per head.")
     j.add_argument("action", choices=["train"])
     _add_data_args(j)
-    j.add_argument("--epochs", type=int, default=6, help="6 reach >= 99.9%% on every head")
+    j.add_argument("--epochs", type=_positive, default=6, help="6 reach >= 99.9%% on every head")
     j.add_argument("--seed", type=int, default=0)
     j.add_argument("--out", required=True, help="where to save the judge (.pt)")
     j.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -134,10 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--judge", required=True, help="a judge trained on the same dataset")
     e.add_argument("--draws", type=_positive, default=3, help="random draws to average over")
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--max-clips", type=int, default=0, help="score only the first N test clips")
-    e.add_argument("--iw-samples", type=int, default=16,
+    e.add_argument("--max-clips", type=_count, default=0,
+                   help="score only the first N test clips (default 0: all)")
+    e.add_argument("--iw-samples", type=_positive, default=16,
                    help="K of the importance-weighted bound (default 16)")
-    e.add_argument("--iw-clips", type=int, default=256,
+    e.add_argument("--iw-clips", type=_count, default=256,
                    help="clips the bounds are estimated on (default 256; 0: all scored clips)")
     _add_data_args(e)
 
@@ -208,7 +214,9 @@ def _cmd_swap(args) -> int:
     from .report import swap_grid
 
     run, test = _load_for_figures(args)
-    out = args.out or _run_dir(args) / f"swap_seed{args.seed}.png"
+    name = f"swap_seed{args.seed}.png"
+    out = Path(args.out) / name if args.out and Path(args.out).is_dir() else args.out
+    out = out or _run_dir(args) / name
     print(swap_grid(run, test, out, n_pairs=args.pairs, seed=args.seed))
     return 0
 
@@ -217,7 +225,9 @@ def _cmd_generate(args) -> int:
     from .report import generation_grids
 
     run, test = _load_for_figures(args)
-    prefix = args.out or str(_run_dir(args) / f"generate_seed{args.seed}")
+    name = f"generate_seed{args.seed}"
+    prefix = str(Path(args.out) / name) if args.out and Path(args.out).is_dir() else args.out
+    prefix = prefix or str(_run_dir(args) / name)
     prefix = prefix.removesuffix(".png")
     for path in generation_grids(run, test, f"{prefix}_fix_f.png", f"{prefix}_fix_z.png",
                                  n_clips=args.pairs, seed=args.seed):

@@ -112,6 +112,7 @@ class Sectioned:
     """A config made of dataclass sections ([model], [train], [data]) read from and written to
     TOML, with `section.key=value` overrides; subclasses add `validate` and their presets' folder."""
 
+    KIND: ClassVar[str]
     PRESET_DIR: ClassVar[Path]
     preset: str
 
@@ -125,6 +126,9 @@ class Sectioned:
             if section == "preset":
                 continue
             if not isinstance(values, dict):
+                if section in _sections(cfg):
+                    raise ConfigError(f"{section} must be a table ([{section}] with key = value "
+                                      f"lines), got {section} = {values!r}")
                 raise ConfigError(f"unknown top-level key {section!r}; "
                                   f"expected sections {sorted(_sections(cfg))}")
             for key, value in values.items():
@@ -148,8 +152,11 @@ class Sectioned:
         raise NotImplementedError
 
     def check(self, choices: dict[str, tuple], positive: tuple[str, ...] = (),
-              at_least_one: tuple[str, ...] = ()) -> None:
-        """Raise ConfigError naming the first field ("section.key") that breaks a rule."""
+              at_least_one: tuple[str, ...] = (), at_least_zero: tuple[str, ...] = (),
+              unit: tuple[str, ...] = ()) -> None:
+        """Raise ConfigError naming the first field ("section.key") that breaks a rule: one of
+        `choices`, finite and > 0 (`positive`), >= 1 (`at_least_one`; for lists, every entry and
+        at least one), finite and >= 0 (`at_least_zero`), in [0, 1) (`unit`)."""
         def value(path):
             section, key = path.split(".")
             return getattr(getattr(self, section), key)
@@ -158,12 +165,20 @@ class Sectioned:
             if value(path) not in allowed:
                 raise ConfigError(f"{path} = {value(path)!r} is not one of {list(allowed)}")
         for path in positive:
-            if not value(path) > 0:
+            if not 0 < value(path) < math.inf:
                 why = " (poutine.scale rejects 0)" if path in ("train.kl_weight", "train.beta") else ""
-                raise ConfigError(f"{path} must be > 0, got {value(path)}{why}")
+                raise ConfigError(f"{path} must be a finite number > 0, got {value(path)}{why}")
         for path in at_least_one:
-            if value(path) < 1:
-                raise ConfigError(f"{path} must be >= 1, got {value(path)}")
+            v = value(path)
+            if (min(v, default=0) if isinstance(v, list) else v) < 1:
+                what = "list at least one value, each >= 1" if isinstance(v, list) else "be >= 1"
+                raise ConfigError(f"{path} must {what}, got {v}")
+        for path in at_least_zero:
+            if not 0 <= value(path) < math.inf:
+                raise ConfigError(f"{path} must be a finite number >= 0, got {value(path)}")
+        for path in unit:
+            if not 0 <= value(path) < 1:
+                raise ConfigError(f"{path} must lie in [0, 1), got {value(path)}")
 
     def to_toml(self) -> str:
         lines = [f'preset = "{self.preset}"']
@@ -178,6 +193,7 @@ class Sectioned:
 class Config(Sectioned):
     """The DSAE's configuration."""
 
+    KIND: ClassVar[str] = "dsae"  # the kind of checkpoint it describes
     PRESET_DIR: ClassVar[Path] = PRESET_DIR
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -197,10 +213,19 @@ class Config(Sectioned):
                             "train.objective": OBJECTIVES_DSAE,
                             "train.f_source": F_SOURCES, "train.z_source": Z_SOURCES,
                             "data.name": DATASETS, "train.device": DEVICES},
-                   positive=("train.kl_weight", "model.x_scale", "train.lr"),
-                   at_least_one=("train.epochs", "train.batch_size", "train.num_particles"))
-        if self.train.kl_warmup < 0:
-            raise ConfigError(f"train.kl_warmup must be >= 0 steps, got {self.train.kl_warmup}")
+                   positive=("train.kl_weight", "model.x_scale", "train.lr", "train.temperature"),
+                   at_least_one=("train.epochs", "train.batch_size", "train.num_particles",
+                                 "model.f_dim", "model.z_dim", "model.hidden", "model.frames",
+                                 "model.conv_kernel", "model.conv_channels", "model.conv_strides",
+                                 "model.conv_features", "model.decoder_hidden",
+                                 "model.decoder_channels", "model.image_channels",
+                                 "model.image_size"),
+                   at_least_zero=("train.kl_warmup", "train.eval_clips", "train.nce_f_weight",
+                                  "train.nce_z_weight", "train.mi_weight"),
+                   unit=("train.beta1", "train.beta2"))
+        if m.decoder_features and min(m.decoder_features) < 1:
+            raise ConfigError(f"model.decoder_features must be empty or >= 1 in every entry, got "
+                              f"{m.decoder_features}")
         if len(m.conv_channels) != len(m.conv_strides):
             raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
                               f"got {m.conv_channels} and {m.conv_strides}")
@@ -269,6 +294,6 @@ def load_preset(name_or_path: str, cls: type[Sectioned] = Config) -> Sectioned:
     with open(path, "rb") as fh:
         try:
             data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"preset file {path} is not valid TOML: {e}") from e
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"preset file {path} is not valid TOML (UTF-8 text): {e}") from e
     return cls.from_dict(data, preset=path.stem)

@@ -125,15 +125,19 @@ def write_html(run: Run, run_dir, title: str | None = None) -> Path:
     run_dir = Path(run_dir)
     title = title or f"DSAE {run_dir.name}"
     last = run.history[-1]
+    t = run.cfg.train
+    weighted = t.kl_weight != 1 or t.kl_warmup
+    train_name = "train loss (KL-weighted)" if weighted else "train -ELBO"
+    scored = f"first {t.eval_clips} test clips" if t.eval_clips else "test split"
     rows = "".join(f"<tr><td>{h['epoch']}</td><td>{h['train_loss']:.1f}</td>"
                    f"<td>{h['test_loss']:.1f}</td><td>{h['seconds']:.0f}</td>"
                    f"<td>{h['clips_per_s']:.0f}</td></tr>" for h in run.history)
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p>Preset <b>{html.escape(run.cfg.preset)}</b>, guide "
             f"<b>{run.cfg.model.guide}</b>, data <b>{run.cfg.data.name}</b>, {run.epoch} epochs "
-            f"on {run.device}. Final test -ELBO {last['test_loss']:.1f} nats per clip.</p>",
-            "<table border=1 cellpadding=3><tr><th>epoch</th><th>train -ELBO</th>"
-            f"<th>test -ELBO</th><th>seconds</th><th>clips/s</th></tr>{rows}</table>"]
+            f"on {run.device}. Final -ELBO of the {scored}: {last['test_loss']:.1f} nats per clip.</p>",
+            f"<table border=1 cellpadding=3><tr><th>epoch</th><th>{train_name}</th>"
+            f"<th>-ELBO, {scored}</th><th>seconds</th><th>clips/s</th></tr>{rows}</table>"]
     for name, file in FIGURES.items():
         if (run_dir / file).exists():
             body.append(f"<h2>{html.escape(name)}</h2><img src='{file}'>")

@@ -137,7 +137,7 @@ def run_config(preset: str | None = None, overrides: list[str] | tuple[str, ...]
         if not out or not (Path(out) / CHECKPOINT).exists():
             raise ConfigError(f"--resume: no checkpoint in {out or 'the --out folder'}; pass the "
                               "--out folder of the run")
-        cfg = kind.from_dict(load_checkpoint(out)["config"])
+        cfg = kind.from_dict(load_checkpoint(out, kind.KIND)["config"])
         if preset and Path(preset).stem != cfg.preset:
             raise ConfigError(f"--resume: the run in {out} was trained with preset {cfg.preset!r} "
                               f"and keeps it; drop --preset {preset} (change single options with "
@@ -168,11 +168,10 @@ class Checkpointed:
     """What a run dataclass (fields cfg, svi, history and its counter) gets from the run layer:
     checkpoint state, save, restore, resume with checks, the config record, loading.
 
-    A subclass names its kind, its config class, its counter ("epoch" or "step") and the config
-    field that bounds it, the fields a resumed run must keep (FIXED) and those of them that may
-    change anyway (FREE), and lists its networks in `networks()`."""
+    A subclass names its config class (whose KIND names the checkpoints), its counter ("epoch" or
+    "step") and the config field that bounds it, the fields a resumed run must keep (FIXED) and
+    those of them that may change anyway (FREE), and lists its networks in `networks()`."""
 
-    KIND: ClassVar[str]
     CONFIG: ClassVar[type[Sectioned]]
     COUNTER: ClassVar[str]
     TARGET: ClassVar[str]
@@ -211,10 +210,10 @@ class Checkpointed:
         for name, value in self.svi.optim.get_state().items():
             prefix, local = name.split("$$$", 1)
             optim[f"{owners[prefix]}/{local}"] = value
-        return {"format": FORMAT, "kind": self.KIND, "config": self.cfg.to_dict(),
+        return {"format": FORMAT, "kind": self.CONFIG.KIND, "config": self.cfg.to_dict(),
                 self.COUNTER: self.count, "history": self.history, "data": data_id,
                 **{key: net.state_dict() for key, net in self.networks().items()},
-                "optim": optim, "rng": rng_state()}
+                "optim": optim, "rng": rng_state(), "threads": torch.get_num_threads()}
 
     def save(self, path: str | os.PathLike, data_id: str) -> None:
         """Write the checkpoint atomically: a crash mid-write keeps the previous one."""
@@ -264,9 +263,16 @@ class Checkpointed:
             raise TrainingError(f"{run_dir} holds {', '.join(taken)} but no checkpoint: a new run "
                                 "would replace them. Choose a new --out folder, or move them away")
         if resume and ckpt_path.exists():
-            ckpt = load_checkpoint(ckpt_path, self.KIND)
+            ckpt = load_checkpoint(ckpt_path, self.CONFIG.KIND)
             self.check_compatible(ckpt, data_id)
             self.restore(ckpt)
+            threads = ckpt.get("threads", torch.get_num_threads())
+            if threads != torch.get_num_threads():
+                warnings.warn(f"the run was trained with {threads} CPU threads and resumes with "
+                              f"{torch.get_num_threads()}: it continues correctly, but not bit for "
+                              "bit as an uninterrupted run would (float sums depend on the thread "
+                              "count; torch.set_num_threads or OMP_NUM_THREADS sets it)",
+                              stacklevel=3)
             if write and self.history:
                 write_history(run_dir, self.history)
         if self.count > self.target:  # config.toml keeps saying what ran
@@ -283,7 +289,7 @@ class Checkpointed:
     @classmethod
     def load(cls, path: str | os.PathLike, device: torch.device | None = None):
         """A run rebuilt from a checkpoint (file or run folder), networks in eval mode."""
-        ckpt = load_checkpoint(path, cls.KIND)
+        ckpt = load_checkpoint(path, cls.CONFIG.KIND)
         run = cls.create(cls.CONFIG.from_dict(ckpt["config"]), device or pick_device("auto"))
         run.restore(ckpt)
         for net in run.networks().values():

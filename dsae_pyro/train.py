@@ -22,7 +22,7 @@ from pyro.optim import Adam
 from tqdm import tqdm
 
 from .config import Config, ConfigError
-from .data import Split, data_identity, to_tensor
+from .data import DataError, Split, data_identity, to_tensor
 from .data.views import other_clips, recolour
 from .distributed import DistributedLoss, World, all_equal, setup
 from .guides import Guide, make_guide
@@ -47,7 +47,7 @@ class CollapseWarning(UserWarning):
 class Run(Checkpointed):
     """Everything a training run holds: the model, the guide, the SVI object and its history."""
 
-    KIND, CONFIG, COUNTER, TARGET = "dsae", Config, "epoch", "epochs"
+    CONFIG, COUNTER, TARGET = Config, "epoch", "epochs"
     # x_scale shapes no network (a fixed pixel scale; a learned one is restored from the weights),
     # so a resumed run may sharpen the likelihood after a loose start (experiments/push.sh)
     FREE = ("model.x_scale",)
@@ -221,11 +221,24 @@ def load_run_and_test(path: str | os.PathLike, data: str | None = None,
     return run, load_dataset(data or d.name, data_path or d.path, d.seed, progress=False)["test"]
 
 
+def check_fits(cfg: Config, data: dict[str, Split]) -> None:
+    """Before any work: both splits hold clips, of the frame count the model is built for."""
+    for name in ("train", "test"):
+        if name not in data or len(data[name]) == 0:
+            raise DataError(f"the {name} split holds no clips; a run needs clips to train on and "
+                            "to score (an npz needs non-empty x_train and x_test)")
+        frames = data[name].x.shape[1]
+        if frames != cfg.model.frames:
+            raise ConfigError(f"the {name} clips have {frames} frames but model.frames = "
+                              f"{cfg.model.frames}; pass --set model.frames={frames}")
+
+
 def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume: bool = False,
         progress: bool = True) -> Run:
     """Train `cfg` on data['train'], scoring data['test'] each epoch; checkpoints in run_dir."""
     run_dir = Path(run_dir)
     data_id = data_identity(cfg.data.name, cfg.data.path, cfg.data.seed)
+    check_fits(cfg, data)
     characters = len(np.unique(data["train"].character))
     if cfg.train.f_source == "sibling" and not 1 < characters < len(data["train"]):
         raise ConfigError(f"train.f_source = 'sibling' needs character labels with several clips "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from ..config import DEVICES, PRESET_DIR, ConfigError, Sectioned
+from ..config import DEVICES, PRESET_DIR, Sectioned
 
 OBJECTIVES = ("H", "B")
 ARCHS = ("conv", "mlp")
@@ -43,6 +43,7 @@ class BetaDataConfig:
 class BetaVAEConfig(Sectioned):
     """The beta-VAE's configuration."""
 
+    KIND: ClassVar[str] = "betavae"
     PRESET_DIR: ClassVar[Path] = PRESET_DIR / "betavae"
     model: BetaModelConfig = field(default_factory=BetaModelConfig)
     train: BetaTrainConfig = field(default_factory=BetaTrainConfig)
@@ -54,6 +55,5 @@ class BetaVAEConfig(Sectioned):
                             "train.device": DEVICES},
                    positive=("train.beta", "train.lr", "train.gamma"),
                    at_least_one=("train.steps", "train.batch_size", "train.log_every",
-                                 "train.c_steps", "model.latents"))
-        if self.train.c_max < 0:
-            raise ConfigError(f"train.c_max must be >= 0, got {self.train.c_max}")
+                                 "train.c_steps", "model.latents"),
+                   at_least_zero=("train.c_max",))

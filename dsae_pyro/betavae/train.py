@@ -31,7 +31,7 @@ EVAL_IMAGES = 2048  # a fixed sample of dSprites scored at every log point
 class BetaVAERun(Checkpointed):
     """A beta-VAE, its SVI object (objective H or B), the step count and the history."""
 
-    KIND, CONFIG, COUNTER, TARGET = "betavae", BetaVAEConfig, "step", "steps"
+    CONFIG, COUNTER, TARGET = BetaVAEConfig, "step", "steps"
     FIXED = ("model", "train.objective")  # objective B's capacity schedule restarts from the step
 
     cfg: BetaVAEConfig
