@@ -297,10 +297,10 @@ def _cmd_evaluate(args) -> int:
 def _add_betavae_parser(sub) -> None:
     from .betavae.config import ARCHS, OBJECTIVES, BetaVAEConfig
 
-    b = sub.add_parser("betavae", help="beta-VAE and capacity-annealed beta-VAE on dSprites",
-                       description="beta-VAE (objective H) and capacity-annealed beta-VAE "
-                       "(objective B) on dSprites, drawn procedurally (or --data-path to the "
-                       "official npz).", epilog=BETAVAE_EXAMPLES,
+    b = sub.add_parser("betavae", help="beta-VAE and its successors on dSprites",
+                       description="beta-VAE (objective H), capacity-annealed beta-VAE (B), "
+                       "beta-TCVAE (tc) and FactorVAE (factorvae) on dSprites, drawn "
+                       "procedurally (or --data-path to the official npz).", epilog=BETAVAE_EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     bsub = b.add_subparsers(dest="action", required=True)
     t = bsub.add_parser("train", help="train with SVI; writes checkpoint, history, figures",
@@ -310,9 +310,11 @@ def _add_betavae_parser(sub) -> None:
     t.add_argument("--preset", help=f"one of {available_presets(BetaVAEConfig)} or a .toml file "
                    "(default: cpu; a resumed run keeps its own)")
     t.add_argument("--objective", choices=OBJECTIVES, help="H: recon + beta KL; B: recon + "
-                   "gamma |KL - C| (default: the preset's)")
+                   "gamma |KL - C|; tc: -ELBO + (beta - 1) total correlation (beta-TCVAE); "
+                   "factorvae: -ELBO + train.factor_gamma TC from a discriminator (default: the "
+                   "preset's)")
     t.add_argument("--arch", choices=ARCHS, help="network (default: the preset's)")
-    t.add_argument("--beta", type=float, help="objective H's KL weight")
+    t.add_argument("--beta", type=float, help="objective H's KL weight, objective tc's TC weight")
     t.add_argument("--steps", type=int, help="training steps (overrides the preset)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset field, e.g. --set train.c_steps=20000 (repeatable)")
@@ -337,6 +339,7 @@ def _add_betavae_parser(sub) -> None:
 BETAVAE_EXAMPLES = """examples:
   dsae betavae train                              # cpu preset: objective H, beta 16, 4,000 steps
   dsae betavae train --objective H --beta 4 --out runs/bvae-h4
+  dsae betavae train --objective tc --beta 6 --out runs/tcvae   # beta-TCVAE (Chen et al.)
   dsae betavae train --preset paper --out runs/burgess   # Burgess et al. (a GPU job)
   dsae betavae evaluate runs/bvae-h4              # MIG, FactorVAE and beta-VAE metrics
   dsae betavae traverse runs/bvae-h4              # traversals.png and gifs/

@@ -11,7 +11,7 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
   f of its shuffled self and differ from the other clips' f;
 - recolouring (`data.views.recolour`) keeps the motion and destroys the colours, so z_1:T must match
   across the two and differ between clips;
-- I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch-weighted sampling
+- I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch sampling
   (Chen et al. 2018), is penalised so that the two latents do not carry the same thing.
 
 B is the batch size: the terms are summed over clips like the ELBO. With every weight 0 the loss is
@@ -25,8 +25,8 @@ import math
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from torch.distributions import Normal
 
+from .aggregate import mws_mutual_information
 from .data.views import recolour, shuffle_frames
 from .posterior import Posterior
 
@@ -38,32 +38,6 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torc
     logits = F.normalize(a.flatten(1), dim=-1) @ F.normalize(b.flatten(1), dim=-1).T / temperature
     target = torch.arange(len(a), device=a.device)
     return math.log(len(a)) - F.cross_entropy(logits, target)
-
-
-def log_q_aggregate(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor,
-                    dataset_size: int) -> torch.Tensor:
-    """log q(v_i) of the aggregate posterior q(v) = 1/N sum_n q(v | x_n), for each of B samples
-    v_i (B, D) with v_i ~ q(v | x_i), from the batch's B posteriors (loc, scale (B, D)):
-    minibatch-weighted sampling, the clip's own posterior weighted 1/N and each of the B - 1 others
-    (N - 1) / (N (B - 1)), so that the estimate is unbiased for a batch drawn from N clips."""
-    b, n = len(value), max(dataset_size, len(value))
-    log_q = Normal(loc.unsqueeze(0), scale.unsqueeze(0)).log_prob(value.unsqueeze(1)).sum(-1)
-    own = torch.eye(b, dtype=torch.bool, device=value.device)
-    others = math.log(n - 1) - math.log(n * (b - 1)) if b > 1 else -math.inf
-    log_w = torch.where(own, -math.log(n), others)
-    return torch.logsumexp(log_q + log_w, dim=1)
-
-
-def mws_mutual_information(f: torch.Tensor, f_loc: torch.Tensor, f_scale: torch.Tensor,
-                           z: torch.Tensor, z_loc: torch.Tensor, z_scale: torch.Tensor,
-                           dataset_size: int) -> torch.Tensor:
-    """I(f; z) under the aggregate posterior, E[log q(f, z) - log q(f) - log q(z)], estimated by
-    minibatch-weighted sampling (Chen et al. 2018) from one sample (f_i, z_i) ~ q(. | x_i) per clip
-    and the batch's posteriors q(f | x_j) q(z | x_j) (Gaussian, diagonal, each flattened to (B, D))."""
-    joint = log_q_aggregate(torch.cat([f, z], -1), torch.cat([f_loc, z_loc], -1),
-                            torch.cat([f_scale, z_scale], -1), dataset_size)
-    return (joint - log_q_aggregate(f, f_loc, f_scale, dataset_size)
-            - log_q_aggregate(z, z_loc, z_scale, dataset_size)).mean()
 
 
 class ContrastiveLoss:

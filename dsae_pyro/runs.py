@@ -138,7 +138,7 @@ def run_config(preset: str | None = None, overrides: list[str] | tuple[str, ...]
             raise ConfigError(f"--resume: no checkpoint in {out or 'the --out folder'}; pass the "
                               "--out folder of the run")
         cfg = kind.from_dict(load_checkpoint(out, kind.KIND)["config"])
-        if preset and Path(preset).stem != cfg.preset:
+        if preset and load_preset(preset, kind).preset != cfg.preset:
             raise ConfigError(f"--resume: the run in {out} was trained with preset {cfg.preset!r} "
                               f"and keeps it; drop --preset {preset} (change single options with "
                               "--set), or train into a new --out folder")

@@ -77,8 +77,9 @@ def tiny_cfg(objective, steps=6):
     return cfg
 
 
-@pytest.mark.parametrize("objective", ["H", "B"])
+@pytest.mark.parametrize("objective", ["H", "B", "tc", "factorvae"])
 def test_resume_is_exact_and_continues_the_schedule(tmp_path, small, objective):
+    """FactorVAE's discriminator (outside Pyro's param store) resumes too; tc records its TC."""
     straight = fit_betavae(tiny_cfg(objective), small, tmp_path / "a", progress=False)
     fit_betavae(tiny_cfg(objective, steps=3), small, tmp_path / "b", progress=False)
     pyro.clear_param_store()
@@ -90,20 +91,31 @@ def test_resume_is_exact_and_continues_the_schedule(tmp_path, small, objective):
     assert [h["train_loss"] for h in straight.history] == [h["train_loss"] for h in resumed.history]
     if objective == "B":
         assert [h["capacity"] for h in resumed.history] == [7.5, 15.0]  # 25 * 3/10, 25 * 6/10
+    if objective in ("tc", "factorvae"):
+        assert all(np.isfinite(h["train_tc"]) for h in resumed.history)
+    if objective == "factorvae":
+        for a, b in zip(straight.svi.loss.discriminator.parameters(),
+                        resumed.svi.loss.discriminator.parameters(), strict=True):
+            assert torch.equal(a, b)
     with pytest.raises(RuntimeError, match="--resume"):
         fit_betavae(tiny_cfg(objective), small, tmp_path / "a", progress=False)
 
 
-@pytest.mark.parametrize("objective,arch", [("H", "conv"), ("B", "conv"), ("H", "mlp"), ("B", "mlp")])
+@pytest.mark.parametrize("objective,arch", [("H", "conv"), ("B", "conv"), ("H", "mlp"), ("B", "mlp"),
+                                            ("tc", "conv"), ("factorvae", "conv")])
 def test_one_step_moves_every_parameter(small, objective, arch):
-    """Objective H (Trace_ELBO) and B (CapacityLoss) train every weight: none is a stale copy
-    in Pyro's param store (the defect channels_last weights caused in the DSAE)."""
+    """Every objective trains every weight: none is a stale copy in Pyro's param store (the
+    defect channels_last weights caused in the DSAE); FactorVAE's discriminator moves too."""
     cfg = tiny_cfg(objective)
     cfg.model.arch = arch
     run = BetaVAERun.create(cfg)
-    before = {n: p.detach().clone() for n, p in run.vae.named_parameters()}
+    nets = {"vae": run.vae}
+    if objective == "factorvae":
+        nets["discriminator"] = run.svi.loss.discriminator
+    before = {(k, n): p.detach().clone() for k, m in nets.items() for n, p in m.named_parameters()}
     run.train_step(small)
-    frozen = [n for n, p in run.vae.named_parameters() if torch.equal(p.detach(), before[n])]
+    frozen = [(k, n) for k, m in nets.items() for n, p in m.named_parameters()
+              if torch.equal(p.detach(), before[k, n])]
     assert not frozen and run.checked
 
 
@@ -134,7 +146,7 @@ def test_cli_train_evaluate_traverse(tmp_path, small, capsys):
     assert "MIG" in html and "traversal_z0.gif" in html
     capsys.readouterr()
     assert main(["betavae", "train", "--set", "train.beta=0", "--out", str(tmp_path / "x")]) == 2
-    assert "train.beta must be > 0" in capsys.readouterr().err
+    assert "train.beta must be a finite number > 0" in capsys.readouterr().err
     assert main(["betavae", "evaluate", str(tmp_path / "nothing")]) == 2
     capsys.readouterr()
     assert main(["swap", str(run)]) == 2  # a DSAE command on a beta-VAE run: named, not a crash

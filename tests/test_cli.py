@@ -37,7 +37,7 @@ def test_train_resume_swap_generate_report(tmp_path, tiny_npz, capsys):
     (["train", "--preset", "nope"], "unknown preset 'nope': use one of"),
     (["train", "--set", "train.lrr=1"], "unknown option train.lrr; options of [train]"),
     (["train", "--set", "model.likelihood=poisson"], "model.likelihood = 'poisson' is not one"),
-    (["train", "--set", "train.kl_weight=0"], "train.kl_weight must be > 0"),
+    (["train", "--set", "train.kl_weight=0"], "train.kl_weight must be a finite number > 0"),
     (["train", "--set", "train.epochs=1.5"], "train.epochs expects an integer"),
     (["train", "--set", "lr=1"], "not of the form section.key=value"),
     (["train", "--data", "npz"], "needs data.path"),

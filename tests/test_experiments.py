@@ -21,6 +21,10 @@ SCRIPTS = {
     "probe_f.py": ["out/factorized-lstm"],  # after ablation.sh
     "dsprites_sample.py": ["sample.png"],
     "frozen_channels_last.py": [],
+    "betavae_sweep.py": ["sweep", "--objectives", "H", "tc:train.beta=6", "factorvae", "--seeds",
+                         "0", "1", "--steps", "4", "--images", "2000", "--num-train", "300",
+                         "--num-eval", "200", "--set", "train.log_every=2",
+                         "--set", "train.batch_size=8", "--set", "model.arch=mlp"],
 }
 
 
@@ -41,7 +45,7 @@ def run(script: str, args: list[str], cwd: Path) -> str:
 @pytest.fixture
 def workdir(tmp_path, tiny_npz):
     cfg = tiny_config()
-    cfg.data.path = str(tiny_npz)
+    cfg.data.path, cfg.preset = str(tiny_npz), "tiny"
     (tmp_path / "tiny.toml").write_text(cfg.to_toml())
     return tmp_path
 
@@ -60,11 +64,15 @@ def test_push(workdir):
     assert sorted(p.name for p in (workdir / "push").glob("e*")) == ["e10", "e2", "e4", "e6", "e9"]
 
 
-@pytest.mark.parametrize("script", ["dsprites_sample.py", "frozen_channels_last.py"])
+@pytest.mark.parametrize("script", ["dsprites_sample.py", "frozen_channels_last.py",
+                                    "betavae_sweep.py"])
 def test_standalone_scripts(tmp_path, script):
     out = run(script, SCRIPTS[script], tmp_path)
     if script == "frozen_channels_last.py":  # the pitfall it demonstrates still holds in this Pyro
         assert "contiguous_format: conv weight changed by one SVI step: True" in out
         assert "channels_last: conv weight changed by one SVI step: False" in out
+    elif script == "betavae_sweep.py":
+        assert "| factorvae | 2 |" in out and (tmp_path / "sweep" / "sweep.png").is_file()
+        assert len(list((tmp_path / "sweep").glob("*/evaluation.json"))) == 6
     else:
         assert (tmp_path / "sample.png").is_file()

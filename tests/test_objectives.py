@@ -9,11 +9,12 @@ import torch
 from conftest import tiny_config, tiny_split
 from pyro.infer import Trace_ELBO
 
+from dsae_pyro.aggregate import mws_mutual_information
 from dsae_pyro.data import to_tensor
 from dsae_pyro.data.views import shuffle_frames
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE
-from dsae_pyro.objectives import ContrastiveLoss, info_nce, mws_mutual_information
+from dsae_pyro.objectives import ContrastiveLoss, info_nce
 
 
 def correlated(n, d, rho, seed=0):

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from ..aggregate import SAMPLINGS
 from ..config import DEVICES, PRESET_DIR, Sectioned
 
-OBJECTIVES = ("H", "B")
+OBJECTIVES = ("H", "B", "tc", "factorvae")
 ARCHS = ("conv", "mlp")
 
 
@@ -21,11 +22,18 @@ class BetaModelConfig:
 
 @dataclass
 class BetaTrainConfig:
-    objective: str = "B"  # H: recon + beta KL (Higgins); B: recon + gamma |KL - C| (Burgess)
-    beta: float = 4.0  # objective H
+    # H: recon + beta KL (Higgins); B: recon + gamma |KL - C| (Burgess); tc: -ELBO + (beta - 1) TC
+    # (beta-TCVAE, Chen et al.); factorvae: -ELBO + factor_gamma TC by a discriminator (Kim & Mnih)
+    objective: str = "B"
+    beta: float = 4.0  # objectives H and tc
     gamma: float = 1000.0  # objective B
     c_max: float = 25.0  # objective B: capacity C rises linearly 0 -> c_max nats ...
     c_steps: int = 100_000  # ... over this many steps, then stays
+    sampling: str = "mss"  # objective tc: the aggregate-posterior estimator (mss | mws)
+    factor_gamma: float = 35.0  # objective factorvae: weight of TC
+    disc_lr: float = 1e-4  # objective factorvae: the discriminator's Adam
+    disc_hidden: int = 256  # objective factorvae: discriminator width (Kim & Mnih: 1000) ...
+    disc_layers: int = 3  # ... and depth (Kim & Mnih: 6)
     steps: int = 100_000
     batch_size: int = 64
     lr: float = 5e-4
@@ -52,8 +60,9 @@ class BetaVAEConfig(Sectioned):
 
     def validate(self) -> None:
         self.check(choices={"model.arch": ARCHS, "train.objective": OBJECTIVES,
-                            "train.device": DEVICES},
-                   positive=("train.beta", "train.lr", "train.gamma"),
+                            "train.device": DEVICES, "train.sampling": SAMPLINGS},
+                   positive=("train.beta", "train.lr", "train.gamma", "train.disc_lr"),
                    at_least_one=("train.steps", "train.batch_size", "train.log_every",
-                                 "train.c_steps", "model.latents"),
-                   at_least_zero=("train.c_max",))
+                                 "train.c_steps", "model.latents", "train.disc_hidden",
+                                 "train.disc_layers"),
+                   at_least_zero=("train.c_max", "train.factor_gamma"))

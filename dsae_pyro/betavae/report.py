@@ -42,8 +42,10 @@ def write_betavae_report(run: BetaVAERun, data, run_dir) -> Path:
     kl_figure(run.history).savefig(run_dir / "kl.png")
     last = run.history[-1]
     t = run.cfg.train
-    objective = (f"H, beta = {t.beta}" if t.objective == "H" else
-                 f"B, gamma = {t.gamma}, C 0 -> {t.c_max} nats over {t.c_steps} steps")
+    objective = {"H": f"H, beta = {t.beta}",
+                 "B": f"B, gamma = {t.gamma}, C 0 -> {t.c_max} nats over {t.c_steps} steps",
+                 "tc": f"beta-TCVAE, beta = {t.beta} ({t.sampling})",
+                 "factorvae": f"FactorVAE, gamma = {t.factor_gamma}"}[t.objective]
     body = [f"<h1>beta-VAE {html.escape(run_dir.name)}</h1>",
             f"<p>{run.cfg.model.arch} model, objective {objective}; {run.step} steps of "
             f"{t.batch_size} images. Last: -log p(x|z) {last['recon']:.1f}, KL {last['kl']:.2f} "

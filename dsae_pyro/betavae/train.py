@@ -22,7 +22,7 @@ from ..data.dsprites import DSprites
 from ..runs import Checkpointed, TrainingError, check_trained_by_store, pick_device, rng_state, set_rng_state
 from .config import BetaVAEConfig
 from .model import BetaVAE
-from .objectives import CapacityLoss, capacity, trace_terms
+from .objectives import CapacityLoss, FactorVAELoss, TCLoss, capacity, trace_terms
 
 EVAL_IMAGES = 2048  # a fixed sample of dSprites scored at every log point
 
@@ -38,7 +38,6 @@ class BetaVAERun(Checkpointed):
     vae: BetaVAE
     svi: SVI
     device: torch.device
-    capacity_loss: CapacityLoss | None = None  # objective B only
     step: int = 0
     history: list[dict] = field(default_factory=list)
     checked: bool = False  # every parameter confirmed to be the param store's own tensor
@@ -49,22 +48,36 @@ class BetaVAERun(Checkpointed):
         device = device or pick_device(cfg.train.device)
         vae = BetaVAE(cfg.model).to(device)
         t = cfg.train
-        optim = Adam({"lr": t.lr})
-        capacity_loss = None
-        if t.objective == "B":
-            capacity_loss = CapacityLoss(t.gamma, t.c_max, t.c_steps)
-            svi = SVI(vae.model, vae.guide, optim, loss=capacity_loss)
-        else:
-            svi = SVI(vae.model, vae.guide, optim, Trace_ELBO())
-        return cls(cfg, vae, svi, device, capacity_loss)
+        loss = {"H": Trace_ELBO,
+                "B": lambda: CapacityLoss(t.gamma, t.c_max, t.c_steps),
+                "tc": lambda: TCLoss(t.beta, sampling=t.sampling),
+                "factorvae": lambda: FactorVAELoss(t.factor_gamma, cfg.model.latents, t.disc_lr,
+                                                   t.disc_hidden, t.disc_layers).to(device),
+                }[t.objective]()
+        return cls(cfg, vae, SVI(vae.model, vae.guide, Adam({"lr": t.lr}), loss), device)
 
     @property
     def beta(self) -> float:
-        """The KL weight passed to model and guide: beta under H, 1 under B."""
+        """The KL weight passed to model and guide: beta under H, 1 otherwise."""
         return self.cfg.train.beta if self.cfg.train.objective == "H" else 1.0
 
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"model": self.vae}
+
+    # FactorVAE's discriminator trains outside Pyro's param store: its weights and Adam state
+    # travel in the checkpoint beside the run layer's state
+    def state(self, data_id: str) -> dict:
+        state = super().state(data_id)
+        if isinstance(self.svi.loss, FactorVAELoss):
+            state["discriminator"] = {"net": self.svi.loss.discriminator.state_dict(),
+                                      "optim": self.svi.loss.optim.state_dict()}
+        return state
+
+    def restore(self, ckpt: dict) -> None:
+        super().restore(ckpt)
+        if isinstance(self.svi.loss, FactorVAELoss):
+            self.svi.loss.discriminator.load_state_dict(ckpt["discriminator"]["net"])
+            self.svi.loss.optim.load_state_dict(ckpt["discriminator"]["optim"])
 
     # --- steps ---------------------------------------------------------------------------------
     def batch(self, n: int, step: int) -> np.ndarray:
@@ -74,8 +87,11 @@ class BetaVAERun(Checkpointed):
     def train_step(self, data: DSprites) -> float:
         """One SVI step on a random batch; returns the loss per image."""
         x = data.images(self.batch(len(data), self.step), self.device)
-        if self.capacity_loss is not None:
-            self.capacity_loss.step = self.step
+        objective = self.svi.loss
+        if isinstance(objective, CapacityLoss):
+            objective.step = self.step
+        if isinstance(objective, TCLoss):
+            objective.dataset_size = len(data)
         loss = self.svi.step(x, beta=self.beta) / len(x)
         if not self.checked:  # the first step of this process registered the networks
             check_trained_by_store(self.vae)
@@ -123,12 +139,15 @@ def fit_betavae(cfg: BetaVAEConfig, data: DSprites, run_dir: str | os.PathLike,
     run.vae.train()
     with pyro.validation_enabled(False):
         while run.step < t.steps:
-            start, total, n = time.perf_counter(), 0.0, 0
+            start, total, n, terms = time.perf_counter(), 0.0, 0, {}
             while run.step < t.steps and (n == 0 or run.step % t.log_every):
                 total, n = total + run.train_step(data), n + 1
+                for k, v in getattr(run.svi.loss, "terms", {}).items():  # tc, d_loss
+                    terms[k] = terms.get(k, 0.0) + v
                 bar.update(1)
             seconds = time.perf_counter() - start
             point = {"step": run.step, "train_loss": total / n, **run.measure(data),
+                     **{f"train_{k}": v / n for k, v in terms.items()},
                      "capacity": capacity(run.step, t.c_max, t.c_steps) if t.objective == "B" else None,
                      "seconds": round(seconds, 2),
                      "images_per_s": round(n * t.batch_size / seconds, 1)}

@@ -7,6 +7,12 @@
                      for the factor; majority-vote classifier; score = eval accuracy
     MIG              (Chen et al. 2018)     20-bin histogram per code, discrete mutual information
                      with each factor, gap between the top two over the factor's entropy
+    DCI              (Eastwood & Williams 2018)  importances of each code for predicting each factor
+                     (gradient-boosted trees' feature importances); disentanglement =
+                     importance-weighted 1 - entropy of each code's row, completeness = mean
+                     1 - entropy of each factor's column, informativeness = test accuracy
+    SAP              (Kumar et al. 2018)    per (code, factor) the test accuracy of a linear SVM on
+                     that one code; mean over factors of the gap between its top two codes
 
 Observations are drawn from a finite dataset whose every row has a representation `reps` (N, D)
 (posterior means) and integer factor classes `factors` (N, K): "a batch sharing factor k's value" is
@@ -18,8 +24,10 @@ empirical version.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import mutual_info_score
+from sklearn.svm import LinearSVC
 
 
 class FactorSampler:
@@ -138,21 +146,81 @@ def mig(reps: np.ndarray, factors: np.ndarray, seed: int = 0, num_train: int = 1
             "entropy": entropy.tolist()}
 
 
+DCI_TRAIN = 2_000
+
+
+def _train_test(reps, factors, seed: int, num_train: int, num_test: int):
+    rows = np.random.RandomState(seed).randint(len(reps), size=num_train + num_test)
+    return (reps[rows[:num_train]], factors[rows[:num_train]], reps[rows[num_train:]],
+            factors[rows[num_train:]])
+
+
+def _one_minus_entropy(p: np.ndarray, base: int) -> np.ndarray:
+    """1 - H(p) / log(base) for each row of a (n, base) matrix of non-negative weights."""
+    p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+    h = -(p * np.log(np.maximum(p, 1e-12))).sum(1) / np.log(base)
+    return 1 - h
+
+
+def dci(reps: np.ndarray, factors: np.ndarray, seed: int = 0, num_train: int = 10_000,
+        num_test: int = 5_000) -> dict:
+    """DCI disentanglement, completeness and informativeness, with the feature importances of
+    gradient-boosted trees (sklearn's defaults, as disentanglement_lib)."""
+    x_tr, y_tr, x_te, y_te = _train_test(reps, factors, seed, num_train, num_test)
+    d, k = reps.shape[1], factors.shape[1]
+    r = np.zeros((d, k))
+    train_acc, test_acc = [], []
+    for j in range(k):
+        model = GradientBoostingClassifier(random_state=seed).fit(x_tr, y_tr[:, j])
+        r[:, j] = np.abs(model.feature_importances_)
+        train_acc.append(model.score(x_tr, y_tr[:, j]))
+        test_acc.append(model.score(x_te, y_te[:, j]))
+    rho = r.sum(1) / max(r.sum(), 1e-12)
+    return {"disentanglement": float((rho * _one_minus_entropy(r, k)).sum()) if k > 1 else 1.0,
+            "completeness": float(_one_minus_entropy(r.T, d).mean()) if d > 1 else 1.0,
+            "informativeness_train": float(np.mean(train_acc)),
+            "informativeness_test": float(np.mean(test_acc)), "importance": r.tolist()}
+
+
+def sap(reps: np.ndarray, factors: np.ndarray, seed: int = 0, num_train: int = 10_000,
+        num_test: int = 5_000) -> dict:
+    """SAP score for discrete factors: per (code, factor) the test accuracy of a balanced linear
+    SVM on that code alone (C = 0.01, as disentanglement_lib); the mean over factors of the gap
+    between the two codes that predict it best."""
+    x_tr, y_tr, x_te, y_te = _train_test(reps, factors, seed, num_train, num_test)
+    d, k = reps.shape[1], factors.shape[1]
+    acc = np.zeros((d, k))
+    for i in range(d):
+        for j in range(k):
+            svm = LinearSVC(C=0.01, class_weight="balanced", random_state=seed)
+            acc[i, j] = svm.fit(x_tr[:, i:i + 1], y_tr[:, j]).score(x_te[:, i:i + 1], y_te[:, j])
+    top = np.sort(acc, axis=0)[::-1]
+    return {"sap": float((top[0] - top[1]).mean()) if d > 1 else 0.0, "accuracy": acc.tolist()}
+
+
 def disentanglement_scores(reps: np.ndarray, factors: np.ndarray, seed: int = 0,
                            num_train: int = 10_000, num_eval: int = 5_000) -> dict:
-    """All three metrics with disentanglement_lib's defaults (smaller num_* for quick checks)."""
+    """The five metrics with disentanglement_lib's defaults (smaller num_* for quick checks)."""
     reps, factors = np.asarray(reps, np.float64), np.asarray(factors, np.int64)
     return {"beta_vae": beta_vae_score(reps, factors, seed, num_train, num_eval),
             "factor_vae": factor_vae_score(reps, factors, seed, num_train, num_eval),
-            "mig": mig(reps, factors, seed, num_train)}
+            "mig": mig(reps, factors, seed, num_train),
+            # gradient boosting over dSprites' 113 classes is slow: DCI reads fewer points
+            "dci": dci(reps, factors, seed, min(num_train, DCI_TRAIN), min(num_eval, DCI_TRAIN // 2)),
+            "sap": sap(reps, factors, seed, num_train, num_eval)}
 
 
 def disentanglement_markdown(scores: dict, factor_names) -> str:
-    """The three scores, and MIG per factor, as a Markdown table."""
+    """The scores, and MIG per factor, as a Markdown table (DCI and SAP when present)."""
     m = scores["mig"]
-    rows = ["| beta-VAE metric | FactorVAE metric | MIG | " + " | ".join(
-                f"MIG {n}" for n in factor_names) + " |", "|---" * (3 + len(factor_names)) + "|",
+    extra = [("DCI disentanglement", scores["dci"]["disentanglement"]),
+             ("DCI completeness", scores["dci"]["completeness"])] if "dci" in scores else []
+    extra += [("SAP", scores["sap"]["sap"])] if "sap" in scores else []
+    rows = ["| beta-VAE metric | FactorVAE metric | MIG | " + "".join(f"{n} | " for n, _ in extra)
+            + " | ".join(f"MIG {n}" for n in factor_names) + " |",
+            "|---" * (3 + len(extra) + len(factor_names)) + "|",
             f"| {scores['beta_vae']['eval_accuracy']:.3f} | "
             f"{scores['factor_vae']['eval_accuracy']:.3f} | {m['mig']:.3f} | "
+            + "".join(f"{v:.3f} | " for _, v in extra)
             + " | ".join(f"{v:.3f}" for v in m["mig_per_factor"]) + " |"]
     return "\n".join(rows) + "\n"

@@ -1,0 +1,101 @@
+"""Objectives x seeds on dSprites, the way Locatello et al. (ICML 2019) compare them: every run
+trained (or resumed) and evaluated, then one table of mean +- std over seeds per metric
+(OUT/sweep.md) and a box plot per metric (OUT/sweep.png).
+
+Usage: python experiments/betavae_sweep.py OUT [--objectives H tc factorvae] [--seeds 0 1 2]
+           [--steps 1500] [--images 50000] [--set train.beta=6 ...]
+An objective may carry its own settings: "tc:train.beta=6" (repeatable, comma-separated).
+"""
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dsae_pyro.betavae.config import BetaVAEConfig  # noqa: E402
+from dsae_pyro.betavae.evaluate import evaluate_run  # noqa: E402
+from dsae_pyro.betavae.train import fit_betavae, load_betavae  # noqa: E402
+from dsae_pyro.data.dsprites import load_dsprites  # noqa: E402
+from dsae_pyro.runs import CHECKPOINT, run_config  # noqa: E402
+
+METRICS = {"MIG": ("mig", "mig"), "FactorVAE": ("factor_vae", "eval_accuracy"),
+           "beta-VAE": ("beta_vae", "eval_accuracy"), "DCI dis.": ("dci", "disentanglement"),
+           "SAP": ("sap", "sap")}
+
+p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+p.add_argument("out")
+p.add_argument("--objectives", nargs="+", default=["H", "tc:train.beta=6", "factorvae"])
+p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+p.add_argument("--steps", type=int, default=1500)
+p.add_argument("--images", type=int, default=50_000, help="images encoded for the metrics")
+p.add_argument("--num-train", type=int, default=10_000)
+p.add_argument("--num-eval", type=int, default=5_000)
+p.add_argument("--preset", default="cpu")
+p.add_argument("--set", dest="overrides", action="append", default=[])
+args = p.parse_args()
+out = Path(args.out)
+data = None
+scores: dict[str, list[dict]] = {}
+for spec in args.objectives:
+    objective, _, extra = spec.partition(":")
+    label = spec.replace("train.", "").replace(":", " ")
+    for seed in args.seeds:
+        run_dir = out / f"{spec.replace(':', '_').replace('train.', '')}-seed{seed}"
+        overrides = [*args.overrides, f"train.objective={objective}", f"train.seed={seed}",
+                     f"train.steps={args.steps}", *filter(None, extra.split(","))]
+        cfg = run_config(args.preset, overrides, kind=BetaVAEConfig)
+        data = data or load_dsprites(cfg.data.path)
+        done = (run_dir / CHECKPOINT).exists() and load_betavae(run_dir).step >= args.steps
+        if not done:
+            resume = (run_dir / CHECKPOINT).exists()
+            print(f"training {run_dir.name} ({args.steps} steps)", flush=True)
+            fit_betavae(cfg, data, run_dir, resume=resume, progress=False)
+        ev = run_dir / "evaluation.json"
+        if not ev.exists() or ev.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime:
+            evaluate_run(load_betavae(run_dir), data, run_dir, args.images, seed, args.num_train,
+                         args.num_eval)
+        history = json.loads((run_dir / "history.json").read_text())
+        s = json.loads(ev.read_text())
+        s["minutes"] = sum(h["seconds"] for h in history) / 60
+        scores.setdefault(label, []).append(s)
+
+
+def value(s, metric):
+    section, key = METRICS[metric]
+    return s[section][key]
+
+
+def mean_std(values):
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+rows = ["| objective | seeds | train min | " + " | ".join(METRICS) + " | shape encoded |",
+        "|---" * (4 + len(METRICS)) + "|"]
+for label, runs in scores.items():
+    # shape is encoded when some latent's normalised MI with shape exceeds its MI with scale
+    shape = sum(any(r["factor"] == "shape" for r in s["latents"]) for s in runs)
+    rows.append(f"| {label} | {len(runs)} | {statistics.mean(s['minutes'] for s in runs):.1f} | "
+                + " | ".join(mean_std([value(s, m) for s in runs]) for m in METRICS)
+                + f" | {shape} of {len(runs)} |")
+table = "\n".join(rows) + "\n"
+(out / "sweep.md").write_text(table)
+print(table)
+
+fig, axes = plt.subplots(1, len(METRICS), figsize=(3 * len(METRICS), 3.2), sharey=False)
+for ax, metric in zip(axes, METRICS, strict=True):
+    labels = list(scores)
+    ax.boxplot([[value(s, metric) for s in scores[k]] for k in labels])
+    for i, k in enumerate(labels, 1):
+        ax.plot([i] * len(scores[k]), [value(s, metric) for s in scores[k]], "k.", alpha=0.6)
+    ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, fontsize=7)
+    ax.set_title(metric)
+fig.suptitle(f"dSprites, {args.steps} steps, seeds {args.seeds}", fontsize=9)
+fig.tight_layout()
+fig.savefig(out / "sweep.png", dpi=110)
+print(f"figure: {out / 'sweep.png'}")
