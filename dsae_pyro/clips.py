@@ -10,6 +10,19 @@ import numpy as np
 import torch
 
 SIZE = 64  # Sprites' frame side, in pixels
+CHANNELS = (1, 3)  # grayscale or RGB
+SIDE_STEP = 16  # frame sides the conv stacks divide: 16, 32, 48, 64, ..., 128
+
+
+def _frame_problem(t: int, h: int, w: int, c: int) -> str:
+    """What is wrong with frames of T x H x W x C, or "" when the library can use them."""
+    if c not in CHANNELS:
+        return f"{c} channels (use 1 or 3)"
+    if h != w or h % SIDE_STEP or h < SIDE_STEP:
+        return f"{h} x {w} frames (square, a side that is a multiple of {SIDE_STEP})"
+    if t < 2:
+        return f"{t} frame per clip (a sequence needs at least 2)"
+    return ""
 
 
 class DataError(ValueError):
@@ -19,25 +32,28 @@ class DataError(ValueError):
 def check_clips(x, name: str = "clips") -> np.ndarray | torch.Tensor:
     """Validate clips for the library; returns them unchanged or raises DataError.
 
-    Accepts uint8 (N, T, 64, 64, 3) pixels, or float tensors/arrays (N, T, 3, 64, 64) in [0, 1].
+    Accepts uint8 (N, T, H, W, C) pixels, or float tensors/arrays (N, T, C, H, W) in [0, 1]: any
+    T >= 2, square frames with a side that is a multiple of 16, C = 1 or 3 (Sprites: 8 x 64 x 64 x 3).
     """
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise DataError(f"{name} is not an array but {type(x).__name__}; save clips with "
                         "dsae_pyro.data.save_npz or `dsae data`")
     shape = tuple(x.shape)
     if x.dtype in (np.uint8, torch.uint8):
-        if len(shape) != 5 or shape[2:] != (SIZE, SIZE, 3):
-            raise DataError(f"{name}: uint8 clips must be (N, T, 64, 64, 3) channel-last, got "
-                            f"{shape}")
+        problem = "not 5-D" if len(shape) != 5 else _frame_problem(*shape[1:])
+        if problem:
+            raise DataError(f"{name}: uint8 clips must be (N, T, H, W, C) channel-last, got "
+                            f"{shape}: {problem}")
         return x
     if not (x.is_floating_point() if torch.is_tensor(x) else np.issubdtype(x.dtype, np.floating)):
         raise DataError(f"{name}: dtype {x.dtype} is not supported; give uint8 pixels in 0..255 "
                         "(e.g. x.astype(np.uint8)) or float32 in [0, 1]")
-    if len(shape) != 5 or shape[2:] != (3, SIZE, SIZE):
+    problem = "not 5-D" if len(shape) != 5 else _frame_problem(shape[1], *shape[3:], shape[2])
+    if problem:
         hint = (" (channel-last? use x.permute(0, 1, 4, 2, 3))" if len(shape) == 5
-                and shape[-1] == 3 else "")
-        raise DataError(f"{name}: expected float clips of shape (N, T, 3, 64, 64), got {shape}"
-                        f"{hint}")
+                and shape[-1] in CHANNELS and shape[2] not in CHANNELS else "")
+        raise DataError(f"{name}: expected float clips of shape (N, T, C, H, W), got {shape}: "
+                        f"{problem}{hint}")
     if x.dtype not in (np.float32, np.float64, torch.float32, torch.float64):
         raise DataError(f"{name}: dtype {x.dtype} is not supported; give float32 in [0, 1] or "
                         "uint8 pixels in 0..255")
@@ -60,11 +76,11 @@ def check_batch(x: torch.Tensor, image_shape: tuple[int, int, int]) -> None:
             x).__name__
         raise DataError(f"clips must be a float tensor (B, T, {', '.join(map(str, image_shape))}) "
                         f"in [0, 1], got {got}; dsae_pyro.data.to_tensor converts uint8 "
-                        "(B, T, H, W, 3) pixels")
+                        "(B, T, H, W, C) pixels")
 
 
 def to_tensor(x_uint8, device=None) -> torch.Tensor:
-    """uint8 (B, T, H, W, 3) -> float32 (B, T, 3, H, W) in [0, 1] on `device`."""
+    """uint8 (B, T, H, W, C) -> float32 (B, T, C, H, W) in [0, 1] on `device`."""
     x = torch.as_tensor(x_uint8)
     if device is not None:
         x = x.to(device, non_blocking=True)  # move the compact uint8 before widening it

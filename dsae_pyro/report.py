@@ -22,12 +22,15 @@ def motion_name(m: int) -> str:
 
 def pick_pairs(split: Split, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n test pairs (a, b) that differ in character and in both action and direction; where the
-    split has too few such pairs (one character, no labels), pairs that differ in less, with a
-    warning that says so."""
+    split has too few such pairs (one character), pairs that differ in less, with a warning that
+    says so. Clips without labels are paired at random (distinct clips where there are two)."""
     if len(split) == 0:
         raise ValueError("the split has no clips to pick pairs from")
     rng = np.random.RandomState(seed)
     a, b = rng.randint(len(split), size=(2, 200 * n + 1000))
+    if not split.labelled:
+        ok = a != b if len(split) > 1 else np.ones_like(a, dtype=bool)
+        return a[ok][:n], b[ok][:n]
     ma, mb = split.motion[a], split.motion[b]
     other_char = split.character[a] != split.character[b]
     tiers = [("character, action and direction",

@@ -221,16 +221,33 @@ def load_run_and_test(path: str | os.PathLike, data: str | None = None,
     return run, load_dataset(data or d.name, data_path or d.path, d.seed, progress=False)["test"]
 
 
+def clip_shape(split: Split) -> dict[str, int]:
+    """The model settings that clips of `split` (uint8 (N, T, H, W, C)) need."""
+    _, frames, size, _, channels = split.x.shape
+    return {"frames": frames, "image_size": size, "image_channels": channels}
+
+
+def fit_to_data(cfg: Config, split: Split) -> list[str]:
+    """Set model.frames, image_size and image_channels to what the clips of `split` hold (any
+    npz of clips trains); returns the "key=value" settings that changed."""
+    changed = [f"model.{k}={v}" for k, v in clip_shape(split).items() if getattr(cfg.model, k) != v]
+    if changed:
+        cfg.override(changed)
+    return changed
+
+
 def check_fits(cfg: Config, data: dict[str, Split]) -> None:
-    """Before any work: both splits hold clips, of the frame count the model is built for."""
+    """Before any work: both splits hold clips, of the shape the model is built for."""
     for name in ("train", "test"):
         if name not in data or len(data[name]) == 0:
             raise DataError(f"the {name} split holds no clips; a run needs clips to train on and "
                             "to score (an npz needs non-empty x_train and x_test)")
-        frames = data[name].x.shape[1]
-        if frames != cfg.model.frames:
-            raise ConfigError(f"the {name} clips have {frames} frames but model.frames = "
-                              f"{cfg.model.frames}; pass --set model.frames={frames}")
+        wrong = {k: v for k, v in clip_shape(data[name]).items() if getattr(cfg.model, k) != v}
+        if wrong:
+            raise ConfigError(
+                f"the {name} clips need " + ", ".join(
+                    f"model.{k}={v} (the model has {getattr(cfg.model, k)})" for k, v in wrong.items())
+                + "; pass " + " ".join(f"--set model.{k}={v}" for k, v in wrong.items()))
 
 
 def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume: bool = False,
@@ -305,6 +322,10 @@ def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = Fals
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=progress)
     print(f"data: {cfg.data.name}, {len(data['train'])} train / {len(data['test'])} test clips "
           f"({time.perf_counter() - start:.0f}s); run folder: {out}")
+    if not resume and len(data["train"]):
+        changed = fit_to_data(cfg, data["train"])  # a resumed run keeps its networks
+        if changed:
+            print(f"model fitted to the clips: {', '.join(changed)}")
     run = fit(cfg, data, out, resume=resume, progress=progress)
     teardown(run.world)  # this process owns the torchrun group: leave it before exiting
     if run.world.main:

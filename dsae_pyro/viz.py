@@ -18,6 +18,8 @@ from .metrics.similarity import cosine_matrix, relation_masks
 def clip_rows(videos: torch.Tensor, gap: int = 2) -> np.ndarray:
     """(R, T, C, H, W) in [0, 1] -> one image, a clip per row, frames left to right."""
     v = videos.detach().float().clamp(0, 1).cpu().numpy()
+    if v.shape[2] == 1:  # grayscale: drawn as gray
+        v = v.repeat(3, axis=2)
     r, t, c, h, w = v.shape
     img = np.ones((r * (h + gap) - gap, t * (w + gap) - gap, 3), np.float32)
     for i in range(r):

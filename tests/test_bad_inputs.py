@@ -100,7 +100,7 @@ def test_bad_data_is_refused_before_any_work(tmp_path, tiny_data, tiny_npz, caps
     with pytest.raises(DataError, match="the test split holds no clips"):
         fit(cfg, empty, tmp_path / "a", progress=False)
     cfg.model.frames = 3
-    with pytest.raises(ConfigError, match="have 8 frames but model.frames = 3"):
+    with pytest.raises(ConfigError, match=r"need model.frames=8 \(the model has 3\)"):
         fit(cfg, tiny_data, tmp_path / "b", progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
     data = dict(np.load(tiny_npz))

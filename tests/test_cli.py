@@ -192,3 +192,28 @@ def test_outputs_are_not_replaced_without_force(tmp_path, capsys, tiny_npz):
     assert main(["judge", "train", *data, "--epochs", "1", "--out", str(existing), "--quiet",
                  "--force"]) == 0
     assert existing.read_bytes()[:15] != b"the user's file"
+
+
+def test_any_clips_train_grayscale_32px_5_frames_no_labels(tmp_path, capsys):
+    """An npz of one's own clips: (N, 5, 32, 32, 1) uint8, x only. The model takes its shape from
+    the clips; figures and report are written although no clip has labels."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((30, 5, 32, 32, 1), np.uint8)
+    for i in range(30):  # a bright square of one of three sizes moving right
+        side = 4 + 3 * (i % 3)
+        for t in range(5):
+            x[i, t, 10:10 + side, 3 + 4 * t:3 + 4 * t + side] = 200 + rng.integers(0, 50)
+    np.savez(tmp_path / "mine.npz", x_train=x[:24], x_test=x[24:])
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tmp_path / "mine.npz"), "--epochs",
+                 "1", "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "model.frames=5, model.image_size=32, model.image_channels=1" in printed
+    for name in ("report.html", "swap.png", "reconstructions.png", "generate_fix_f.png"):
+        assert (out / name).is_file(), name
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-report",
+                 "--quiet"]) == 0
+    assert main(["evaluate", str(out), "--iw-samples", "2", "--iw-clips", "4"]) == 0
+    printed = capsys.readouterr().out
+    assert "Skipped (the clips carry no labels)" in printed and "ELBO" in printed
+    assert "importance-weighted bound" in (out / "report.html").read_text()

@@ -64,7 +64,10 @@ def test_to_tensor_layout():
 
 @pytest.mark.parametrize("bad,match", [
     (np.zeros((2, 8, 64, 64, 3), np.float32), "channel-last"),
-    (np.zeros((2, 8, 3, 32, 32), np.float32), "expected float clips of shape"),
+    (np.zeros((2, 8, 3, 30, 30), np.float32), "expected float clips of shape"),
+    (np.zeros((2, 8, 2, 32, 32), np.float32), "2 channels"),
+    (np.zeros((2, 1, 3, 32, 32), np.float32), "at least 2"),
+    (np.zeros((2, 8, 32, 48, 3), np.uint8), "square"),
     (np.zeros((2, 8, 3, 64, 64), np.int32), "dtype int32"),
     (np.zeros((2, 8, 64, 64, 3), np.int32), r"dtype int32 is not supported; give uint8 pixels"),
     (np.full((2, 8, 3, 64, 64), 200.0, np.float32), "divide by 255"),

@@ -72,7 +72,8 @@ def load_npz(path: str | os.PathLike) -> dict[str, Split]:
             out[split] = check_split(Split(
                 x=x if x.dtype == np.uint8 else _to_uint8(x), attributes=attrs,
                 motion=z.get(f"motion_{split}", np.zeros(n, np.int64)),
-                character=z.get(f"character_{split}", character_index(attrs))),
+                character=z.get(f"character_{split}", character_index(attrs)),
+                labelled=f"attributes_{split}" in z or f"motion_{split}" in z),
                 f"{path.name}:{split}")
     return out
 

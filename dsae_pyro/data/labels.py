@@ -35,17 +35,19 @@ def split_characters(seed: int = 423) -> tuple[np.ndarray, np.ndarray]:
 class Split:
     """One split of a Sprites-like dataset, stored compactly as the original pixels.
 
-    x: (N, T, H, W, 3) uint8, channel-last; attributes: (N, 4); motion: (N,); character: (N,).
+    x: (N, T, H, W, C) uint8, channel-last; attributes: (N, 4); motion: (N,); character: (N,).
+    `labelled` is False for clips that came without labels (their label arrays are zeros).
     """
 
     x: np.ndarray
     attributes: np.ndarray
     motion: np.ndarray
     character: np.ndarray
+    labelled: bool = True
 
     def __len__(self) -> int:
         return len(self.x)
 
     def subset(self, index) -> Split:
         return Split(self.x[index], self.attributes[index], self.motion[index],
-                     self.character[index])
+                     self.character[index], self.labelled)

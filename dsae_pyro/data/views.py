@@ -46,8 +46,12 @@ def shuffle_frames(x: torch.Tensor, generator: torch.Generator | None = None) ->
 
 def recolour(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Clips (B, T, 3, H, W) with, per clip, the colour channels permuted (never left in place)
-    and each channel scaled by a gain in [0.6, 1.4], clipped to [0, 1]."""
+    and each channel scaled by a gain in [0.6, 1.4], clipped to [0, 1]. Grayscale clips
+    (B, T, 1, H, W) get the gain only."""
     b = x.shape[0]
+    if x.shape[2] == 1:
+        gain = 0.6 + 0.8 * torch.rand(b, 1, 1, 1, 1, generator=generator)
+        return (x * gain.to(x.device)).clamp(0, 1)
     perm = _PERMUTATIONS[torch.randint(len(_PERMUTATIONS), (b,), generator=generator)]
     gain = 0.6 + 0.8 * torch.rand(b, 1, 3, 1, 1, generator=generator)
     shuffled = x[torch.arange(b)[:, None], :, perm.to(x.device)].transpose(1, 2)
