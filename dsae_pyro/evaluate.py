@@ -70,7 +70,7 @@ def evaluate_run(path: str | os.PathLike, judge: str | os.PathLike | None = None
     scores["f_disentanglement"] = disentanglement_scores(f.numpy(), test.attributes, seed)
     (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
     b, rec = scores["bounds"], scores["reconstruction"]
-    table = markdown_table(scores) + (
+    table = markdown_table(scores, published=d.name == "sprites") + (
         f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
         "reconstructions (nothing resampled: the ceiling of both tests above): " + ", ".join(
             f"{k} {100 * v:.2f}%" for k, v in rec["judged"].items()) +
@@ -83,7 +83,8 @@ def evaluate_run(path: str | os.PathLike, judge: str | os.PathLike | None = None
         + disentanglement_markdown(scores["f_disentanglement"], ATTRIBUTES) +
         f"\n{len(test)} test clips, {draws} draws, {time.perf_counter() - start:.0f}s.\n")
     (out / "evaluation.md").write_text(table)
-    scores_figure(scores, PUBLISHED["DSVAE (Li & Mandt)"][0]).savefig(out / "evaluation.png")
+    scores_figure(scores, PUBLISHED["DSVAE (Li & Mandt; unsupervised)"][0] if d.name == "sprites"
+                  else None).savefig(out / "evaluation.png")
     cosine_figure(f, z, test.character, test.motion).savefig(out / "cosine.png")
     write_html(run, out)
     return scores, table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import warnings
 from pathlib import Path
 
@@ -131,32 +132,102 @@ def write_html(run: Run, run_dir, title: str | None = None) -> Path:
     t = run.cfg.train
     weighted = t.kl_weight != 1 or t.kl_warmup
     train_name = "train loss (KL-weighted)" if weighted else "train -ELBO"
-    scored = f"first {t.eval_clips} test clips" if t.eval_clips else "test split"
+    scored = f"test clips (the first {t.eval_clips} at most)" if t.eval_clips else "test split"
     rows = "".join(f"<tr><td>{h['epoch']}</td><td>{h['train_loss']:.1f}</td>"
                    f"<td>{h['test_loss']:.1f}</td><td>{h['seconds']:.0f}</td>"
                    f"<td>{h['clips_per_s']:.0f}</td></tr>" for h in run.history)
+    m = run.cfg.model
+    views = (f"q(f) reads {t.f_source}, q(z) reads {t.z_source}"
+             if (t.f_source, t.z_source) != ("self", "self") else "")
     body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p>Preset <b>{html.escape(run.cfg.preset)}</b>, guide "
-            f"<b>{run.cfg.model.guide}</b>, data <b>{run.cfg.data.name}</b>, {run.epoch} epochs "
-            f"on {run.device}. Final -ELBO of the {scored}: {last['test_loss']:.1f} nats per clip.</p>",
-            f"<table border=1 cellpadding=3><tr><th>epoch</th><th>{train_name}</th>"
+            run_header(run.cfg, {
+                "data": f"{run.cfg.data.name} {run.cfg.data.path}".strip(),
+                "networks": f"guide {m.guide}, prior {m.prior}, decoder {m.decoder}, likelihood "
+                            f"{m.likelihood}",
+                "training": ", ".join(filter(None, [
+                    f"objective {t.objective}", views,
+                    f"{run.epoch} epoch{'s' * (run.epoch != 1)} on {run.device}"]))}),
+            f"<p>Final -ELBO of the {scored}: {last['test_loss']:.1f} nats per clip.</p>",
+            f"<table><tr><th>epoch</th><th>{train_name}</th>"
             f"<th>-ELBO, {scored}</th><th>seconds</th><th>clips/s</th></tr>{rows}</table>"]
-    for name, file in FIGURES.items():
-        if (run_dir / file).exists():
-            body.append(f"<h2>{html.escape(name)}</h2><img src='{file}'>")
+    body.append(figure_grid((name, file) for name, file in FIGURES.items()
+                            if (run_dir / file).exists()))
     if (run_dir / "evaluation.md").exists():
-        body.append("<h2>Evaluation (<code>dsae evaluate</code>)</h2><pre>"
-                    + html.escape((run_dir / "evaluation.md").read_text()) + "</pre>")
-        for name, file in EVALUATION_FIGURES.items():
-            if (run_dir / file).exists():
-                body.append(f"<h3>{html.escape(name)}</h3><img src='{file}'>")
+        body.append("<h2>Evaluation (<code>dsae evaluate</code>)</h2>"
+                    + markdown_html((run_dir / "evaluation.md").read_text()))
+        body.append(figure_grid((name, file) for name, file in EVALUATION_FIGURES.items()
+                                if (run_dir / file).exists()))
     body.append(f"<h2>Configuration</h2><pre>{html.escape(run.cfg.to_toml())}</pre>")
     return write_page(run_dir / "report.html", title, body)
 
 
+STYLE = """body{font-family:sans-serif;max-width:1400px;margin:auto;padding:0 1em}
+img{max-width:100%;height:auto} pre{white-space:pre-wrap;overflow-wrap:anywhere}
+table{border-collapse:collapse;margin:.5em 0;max-width:100%;display:block;overflow-x:auto}
+th,td{border:1px solid #bbb;padding:2px 6px;text-align:right} th{background:#eee}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1em}
+.header td{text-align:left}"""
+
+
+def run_header(cfg, described: dict[str, str]) -> str:
+    """A table saying what the run is: `described` rows, the preset, the date, the versions of
+    the package, torch and pyro, and the git commit of the package when it is a checkout."""
+    import datetime
+    import subprocess
+
+    import pyro
+
+    from . import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    rows = {"preset": cfg.preset, **described,
+            "written": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "versions": f"dsae_pyro {__version__}{f' ({commit})' if commit else ''}, torch "
+                        f"{torch.__version__}, pyro {pyro.__version__}"}
+    return "<table class='header'>" + "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in rows.items()) + "</table>"
+
+
+def figure_grid(figures) -> str:
+    """(caption, file) pairs side by side where the page is wide enough."""
+    return "<div class='grid'>" + "".join(
+        f"<figure><figcaption><b>{html.escape(name)}</b></figcaption><img src='{file}'></figure>"
+        for name, file in figures) + "</div>"
+
+
+def markdown_html(text: str) -> str:
+    """The Markdown this package writes (paragraphs and pipe tables) as HTML."""
+    out, table = [], []
+
+    def flush():
+        if table:
+            head, *rows = [[html.escape(c.strip().replace("\\|", "|"))
+                            for c in re.split(r"(?<!\\)\|", r.strip().strip("|"))]
+                           for r in table if not set(r.replace("|", "").strip()) <= set("-: ")]
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in head) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+            table.clear()
+
+    for block in text.split("\n\n"):
+        for line in block.splitlines():
+            if line.lstrip().startswith("|"):
+                table.append(line)
+            else:
+                flush()
+                if line.strip():
+                    out.append(f"<p>{html.escape(line)}</p>")
+        flush()
+    return "\n".join(out)
+
+
 def write_page(path: Path, title: str, body: list[str]) -> Path:
-    """A plain HTML page of the given body parts."""
-    path.write_text("<!doctype html><html><head><meta charset='utf-8'><title>"
-                    f"{html.escape(title)}</title></head><body style='font-family:sans-serif'>"
-                    + "\n".join(body) + "</body></html>")
+    """An HTML page of the given body parts, with the package's style."""
+    path.write_text("<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+                    f"content='width=device-width'><title>{html.escape(title)}</title><style>"
+                    f"{STYLE}</style></head><body>" + "\n".join(body) + "</body></html>")
     return path

@@ -141,7 +141,9 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     assert scores["cosine"]["same appearance, other motion"]["pairs"] == 2 * 36  # 2 characters
     html = (run / "report.html").read_text()
     assert "evaluation.png" in html and "cosine.png" in html and (run / "cosine.png").exists()
-    assert "C-DSVAE (published)" in (run / "evaluation.md").read_text()
+    md = (run / "evaluation.md").read_text()  # published numbers belong to real Sprites only
+    assert "published" not in md and "motion acc (%)" in md
+    assert "<th>H(y|x)</th>" in html  # Markdown tables become HTML tables, escaped pipes kept
     other = tmp_path / "other.pt"
     assert main(["judge", "train", "--data", "npz", "--data-path", str(tmp_path / "x.npz"),
                  "--out", str(other), "--quiet"]) == 2  # missing file: a clear error

@@ -30,3 +30,12 @@ def test_one_character_or_no_labels_finishes_with_a_warning():
     with pytest.warns(UserWarning, match="one clip"):
         a, b = pick_pairs(unlabelled.subset(slice(0, 1)), 2)
     assert np.array_equal(a, [0, 0])
+
+
+def test_markdown_becomes_html_tables_and_paragraphs():
+    from dsae_pyro.report import markdown_html
+
+    text = "| a | b <x> |\n|---|---|\n| 1 | 2 |\n\nA line & more.\n"
+    out = markdown_html(text)
+    assert out == ("<table><tr><th>a</th><th>b &lt;x&gt;</th></tr><tr><td>1</td><td>2</td></tr>"
+                   "</table>\n<p>A line &amp; more.</p>")

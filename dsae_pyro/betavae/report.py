@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..report import write_page
+from ..report import markdown_html, run_header, write_page
 from .figures import (
     base_images,
     kl_figure,
@@ -47,12 +47,14 @@ def write_betavae_report(run: BetaVAERun, data, run_dir) -> Path:
                  "tc": f"beta-TCVAE, beta = {t.beta} ({t.sampling})",
                  "factorvae": f"FactorVAE, gamma = {t.factor_gamma}"}[t.objective]
     body = [f"<h1>beta-VAE {html.escape(run_dir.name)}</h1>",
-            f"<p>{run.cfg.model.arch} model, objective {objective}; {run.step} steps of "
-            f"{t.batch_size} images. Last: -log p(x|z) {last['recon']:.1f}, KL {last['kl']:.2f} "
-            "nats per image.</p>"]
+            run_header(run.cfg, {"data": f"dSprites {run.cfg.data.path or '(drawn by the package)'}",
+                                 "networks": f"{run.cfg.model.arch}, {run.cfg.model.latents} latents",
+                                 "training": f"objective {objective}; {run.step} steps of "
+                                             f"{t.batch_size} images on {run.device}"}),
+            f"<p>Last: -log p(x|z) {last['recon']:.1f}, KL {last['kl']:.2f} nats per image.</p>"]
     if (run_dir / "evaluation.md").exists():
-        body.append("<h2>Disentanglement (<code>dsae betavae evaluate</code>)</h2><pre>"
-                    + html.escape((run_dir / "evaluation.md").read_text()) + "</pre>")
+        body.append("<h2>Disentanglement (<code>dsae betavae evaluate</code>)</h2>"
+                    + markdown_html((run_dir / "evaluation.md").read_text()))
     body += ["<h2>Latent traversals</h2><img src='traversals.png'>",
              "<h2>Traversal GIFs</h2>" + "".join(
                  f"<figure style='display:inline-block'><img src='gifs/{g.name}'><figcaption>"
