@@ -150,8 +150,8 @@ def write_html(run: Run, run_dir, title: str | None = None) -> Path:
             f"<p>Final -ELBO of the {scored}: {last['test_loss']:.1f} nats per clip.</p>",
             f"<table><tr><th>epoch</th><th>{train_name}</th>"
             f"<th>-ELBO, {scored}</th><th>seconds</th><th>clips/s</th></tr>{rows}</table>"]
-    body.append(figure_grid((name, file) for name, file in FIGURES.items()
-                            if (run_dir / file).exists()))
+    body.append(figure_grid(((name, file) for name, file in FIGURES.items()
+                             if (run_dir / file).exists()), run_dir))
     if (run_dir / "evaluation.md").exists():
         body.append("<h2>Evaluation (<code>dsae evaluate</code>)</h2>"
                     + markdown_html((run_dir / "evaluation.md").read_text()))
@@ -193,11 +193,15 @@ def run_header(cfg, described: dict[str, str]) -> str:
         for k, v in rows.items()) + "</table>"
 
 
-def figure_grid(figures) -> str:
-    """(caption, file) pairs side by side where the page is wide enough."""
+def figure_grid(figures, folder: Path | None = None) -> str:
+    """(caption, file) pairs side by side where the page is wide enough; a GIF beside a PNG in
+    `folder` (the clips playing) is shown under it."""
+    def gif(file):
+        g = Path(file).with_suffix(".gif")
+        return f"<br><img src='{g}' alt='animated'>" if folder and (folder / g).exists() else ""
     return "<div class='grid'>" + "".join(
-        f"<figure><figcaption><b>{html.escape(name)}</b></figcaption><img src='{file}'></figure>"
-        for name, file in figures) + "</div>"
+        f"<figure><figcaption><b>{html.escape(name)}</b></figcaption><img src='{file}'>"
+        f"{gif(file)}</figure>" for name, file in figures) + "</div>"
 
 
 def markdown_html(text: str) -> str:

@@ -46,9 +46,40 @@ def clip_figure(videos: torch.Tensor, labels: list[str] | None = None, title: st
     return fig
 
 
+def write_gif(path: str | Path, frames: list[np.ndarray], ms: int = 150, scale: int = 2,
+              comment: str = "") -> Path:
+    """An animated, looping GIF of float images (H, W) or (H, W, 3) in [0, 1], enlarged `scale`x."""
+    from PIL import Image
+
+    images = []
+    for f in frames:
+        img = Image.fromarray((np.clip(f, 0, 1) * 255).astype(np.uint8))
+        images.append(img.resize((img.width * scale, img.height * scale), Image.NEAREST))
+    images[0].save(path, save_all=True, append_images=images[1:], duration=ms, loop=0,
+                   comment=comment.encode())
+    return Path(path)
+
+
+def clip_gif(path: str | Path, videos: torch.Tensor, columns: int, ms: int = 150) -> Path:
+    """The clips (R, T, C, H, W) playing together, `columns` to a row, as a GIF."""
+    v = videos.detach().float().clamp(0, 1).cpu()
+    if v.shape[2] == 1:
+        v = v.repeat(1, 1, 3, 1, 1)
+    r, t, _, h, w = v.shape
+    rows = -(-r // columns)
+    v = torch.cat([v, torch.ones(rows * columns - r, *v.shape[1:])])  # blank cells at the end
+    padded = torch.nn.functional.pad(v, (1, 1, 1, 1), value=1.0)  # (R, T, 3, H+2, W+2)
+    grid = padded.reshape(rows, columns, t, 3, h + 2, w + 2).permute(2, 0, 4, 1, 5, 3)
+    frames = grid.reshape(t, rows * (h + 2), columns * (w + 2), 3).numpy()
+    return write_gif(path, list(frames), ms)
+
+
 def save_clip_grid(path: str | Path, videos: torch.Tensor, labels: list[str], title: str,
                    groups: int = 0) -> Path:
+    """The labelled PNG grid at `path`, and beside it (same name, .gif) the clips playing, one
+    group (or every clip) to a row."""
     clip_figure(videos, labels, title, groups).savefig(path, bbox_inches="tight")
+    clip_gif(Path(path).with_suffix(".gif"), videos, groups or len(videos))
     return Path(path)
 
 

@@ -21,7 +21,12 @@ def test_train_resume_swap_generate_report(tmp_path, tiny_npz, capsys):
     for name in ("report.html", "swap.png", "reconstructions.png", "generate_fix_f.png",
                  "generate_fix_z.png", "loss.png", "history.csv", "checkpoint.pt"):
         assert (out / name).is_file(), name
+    from PIL import Image
+
+    with Image.open(out / "swap.gif") as gif:  # the clips of the swap grid playing, 4 to a row
+        assert gif.n_frames == 8 and gif.size == (2 * 4 * 66, 2 * 4 * 66)
     html = (out / "report.html").read_text()
+    assert "<img src='swap.gif'" in html
     assert "swap.png" in html and "generate_fix_z.png" in html
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-report",
                  "--quiet"]) == 0

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 
 from ..data.dsprites import N_IMAGES, SHAPES, DSprites, index_of
+from ..viz import write_gif
 from .model import BetaVAE
 
 
@@ -69,15 +69,9 @@ def save_traversal_gifs(frames: torch.Tensor, out_dir: Path, kl: list[float],
     for i, label in enumerate(_labels(kl, factor_of)):
         seq = frames[i]  # (n, B, 64, 64)
         seq = torch.cat([seq, seq.flip(0)[1:-1]])  # ping-pong
-        imgs = []
-        for frame in seq:
-            row = torch.cat([torch.nn.functional.pad(f, (2, 2, 2, 2), value=0.5) for f in frame], 1)
-            imgs.append(Image.fromarray((row.numpy() * 255).astype(np.uint8)).resize(
-                (row.shape[1] * 2, row.shape[0] * 2), Image.NEAREST))
-        path = out_dir / f"traversal_z{i}.gif"
-        imgs[0].save(path, save_all=True, append_images=imgs[1:], duration=ms, loop=0,
-                     comment=label.encode())
-        paths.append(path)
+        rows = [torch.cat([torch.nn.functional.pad(f, (2, 2, 2, 2), value=0.5) for f in frame], 1)
+                .numpy() for frame in seq]
+        paths.append(write_gif(out_dir / f"traversal_z{i}.gif", rows, ms, comment=label))
     return paths
 
 
