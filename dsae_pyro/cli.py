@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="run folder (default: runs/<time>-<preset>-<guide>-<data>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
+    p.add_argument("--tensorboard", action="store_true", help="live curves in OUT/tensorboard "
+                   "(needs pip install 'dsae_pyro[tensorboard]'; watch: tensorboard --logdir runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     for name, help_ in (("generate", "grids that fix f or z and sample the other"),
@@ -192,6 +194,8 @@ def _cmd_train(args) -> int:
         overrides.append(f"data.name={args.data}")
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.tensorboard:
+        overrides.append("train.tensorboard=true")
     for name in ("f_source", "z_source", "objective"):
         if getattr(args, name) is not None:
             overrides.append(f"train.{name}={getattr(args, name)}")

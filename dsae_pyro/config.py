@@ -98,6 +98,7 @@ class TrainConfig:
     temperature: float = 0.5  # contrastive: of the cosine critic
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
+    tensorboard: bool = False  # live curves in RUN/tensorboard (needs the tensorboard package)
     device: str = "auto"  # auto | cpu | cuda
 
 

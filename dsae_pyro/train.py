@@ -26,17 +26,17 @@ from .data import DataError, Split, data_identity, to_tensor
 from .data.views import other_clips, recolour
 from .distributed import DistributedLoss, World, all_equal, setup
 from .guides import Guide, make_guide
+from .livelog import LiveLog
 from .model import DSAE
 from .objectives import ContrastiveLoss
 from .runs import (
+    CHECKPOINT,  # noqa: F401 - where a run folder keeps its checkpoint
     Checkpointed,
     TrainingError,
     check_trained_by_store,
     pick_device,
     run_config,  # noqa: F401 - the DSAE's config for a run, as the CLI builds it
 )
-
-CHECKPOINT = "checkpoint.pt"
 
 
 class CollapseWarning(UserWarning):
@@ -62,6 +62,7 @@ class Run(Checkpointed):
     epoch: int = 0
     history: list[dict] = field(default_factory=list)
     terms: dict[str, float] = field(default_factory=dict)  # the objective's extra terms, last epoch
+    live: LiveLog | None = None  # TensorBoard curves when train.tensorboard
 
     @classmethod
     def create(cls, cfg: Config, device: torch.device | None = None,
@@ -127,6 +128,7 @@ class Run(Checkpointed):
                    desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", unit="batch")
         first = self.epoch * len(bar)  # steps taken before this epoch
         for i, idx in enumerate(bar):
+            start = time.perf_counter()
             kl = self.kl_weight(first + i)
             x = to_tensor(train.x[idx.numpy()], self.device)
             x_f = None if partner is None else to_tensor(train.x[partner[idx.numpy()]], self.device)
@@ -143,6 +145,12 @@ class Run(Checkpointed):
             if contrastive is not None:
                 for k in self.terms:
                     self.terms[k] += contrastive.terms.get(k, 0.0) * len(idx)
+            if self.live is not None:
+                extra = contrastive.terms if contrastive is not None else {}
+                self.live.step(first + i, {
+                    "train/loss_per_clip": loss / len(idx), "train/kl_weight": kl, "train/lr": t.lr,
+                    "train/clips_per_s": len(idx) / (time.perf_counter() - start),
+                    **{f"train/{k}": v for k, v in extra.items()}})
             bar.set_postfix(loss=f"{total / seen:.1f}")
         if contrastive is not None:
             self.terms = {k: v / seen for k, v in self.terms.items()}
@@ -264,6 +272,8 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
     world = setup(cfg.train.device)
     run = Run.create(cfg, world=world)
     run.open_folder(run_dir, resume, data_id, write=world.main)
+    if cfg.train.tensorboard and world.main:
+        run.live = LiveLog(run_dir)
     if resume and world.size > 1:  # the checkpoint holds rank 0's noise: give each its own again
         pyro.set_rng_seed(world.noise_seed(cfg.train.seed, run.epoch))
     progress = progress and world.main
@@ -285,6 +295,9 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                                 "seconds": round(seconds, 2),
                                 "clips_per_s": round(len(data["train"]) / seconds, 1)})
             test_loss = scores["loss"]
+            if run.live is not None:
+                run.live.epoch(run.epoch * len(run.batches(len(data["train"]), 0)),
+                               {f"test/{k}": v for k, v in scores.items()}, run, data["test"])
             message = collapse_warning(scores, cfg.model.frames)
             if message:
                 warnings.warn(f"epoch {run.epoch}: {message}", CollapseWarning, stacklevel=2)
@@ -298,6 +311,8 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
     if world.size > 1 and not all_equal([*run.model.parameters(), *run.guide.parameters()]):
         raise TrainingError("the ranks' parameters differ after training; this is a bug, please "
                             "report it with the command you ran")
+    if run.live is not None:
+        run.live.close()
     return run
 
 

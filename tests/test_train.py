@@ -157,3 +157,27 @@ def test_resume_with_fewer_epochs_keeps_the_record(tmp_path, tiny_data):
     with pytest.warns(UserWarning, match="already holds 2 epochs"):
         run = fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
     assert run.epoch == 2 and "epochs = 2" in (tmp_path / "config.toml").read_text()
+
+
+def test_tensorboard_logs_steps_and_epochs(tmp_path, tiny_data, monkeypatch):
+    """Per-step loss and per-epoch test terms and grids land in RUN/tensorboard; without the
+    package the run stops at once with the install line."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config()
+    cfg.train.tensorboard, cfg.train.epochs = True, 1
+    fit(cfg, tiny_data, tmp_path / "run", progress=False)
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    tags = events.Tags()
+    assert {"train/loss_per_clip", "train/clips_per_s", "test/loss", "test/kl_f",
+            "test/kl_z", "test/recon"} <= set(tags["scalars"])
+    assert len(events.Scalars("train/loss_per_clip")) == 6  # 36 clips in batches of 6
+    assert {"reconstructions", "swap"} <= set(tags["images"])
+
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # not installed
+    from dsae_pyro.livelog import TensorBoardError
+
+    with pytest.raises(TensorBoardError, match=r"pip install 'dsae_pyro\[tensorboard\]'"):
+        fit(cfg, tiny_data, tmp_path / "other", progress=False)
