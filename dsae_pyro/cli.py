@@ -59,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="dsae", description="Disentangled Sequential Autoencoder (Li & Mandt 2018) in Pyro.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"dsae_pyro {__version__}")
+    sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("train", help="train a DSAE with SVI and write a run report",
                        description="Train a DSAE with SVI. Writes config.toml, checkpoint.pt "
@@ -87,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
                         "I(x; f) and I(x; z) and a penalty on I(f; z), no labels (weights: "
                         "train.nce_f_weight, train.nce_z_weight, train.mi_weight, train.temperature)")
     p.add_argument("--epochs", type=int, help="number of epochs (overrides the preset)")
+    for flag, kind, field in (("--lr", float, "train.lr"), ("--batch-size", int, "train.batch_size"),
+                              ("--seed", int, "train.seed"), ("--device", str, "train.device"),
+                              ("--keep", int, "train.keep")):
+        p.add_argument(flag, type=kind, dest=field, metavar=field.split(".")[1].upper(),
+                       help=f"sets {field} (the same as --set {field}=...)"
+                       + ("; keep the last N epochs' checkpoints beside the latest" if flag == "--keep"
+                          else ""))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset field, e.g. --set train.lr=5e-4 (repeatable)")
     p.add_argument("--out", help="run folder (default: runs/<time>-<preset>-<guide>-<data>)")
@@ -96,22 +106,32 @@ def main(argv: list[str] | None = None) -> int:
                    "(needs pip install 'dsae_pyro[tensorboard]'; watch: tensorboard --logdir runs)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    for name, help_ in (("generate", "grids that fix f or z and sample the other"),
-                        ("swap", "style-transfer grid: swap f and z between test clips"),
-                        ("report", "(re)write every figure and report.html of a run")):
-        q = sub.add_parser(name, help=help_, description=help_.capitalize() + ".")
+    for name, help_, description, out, pairs in (
+            ("generate", "grids that fix f or z and sample the other",
+             "Two grids (PNG and GIF): for each source clip, keep its f and sample z_1:T from the "
+             "learned prior (same sprite, new motion), and keep its z_1:T and sample f ~ N(0, I) "
+             "(same motion, new sprite).", "prefix of the two files (default: "
+             "RUN/generate_seed<S>; a folder: inside it)", "source clips"),
+            ("swap", "style-transfer grid: swap f and z between test clips",
+             "For pairs of test clips A and B, decode f of A with z_1:T of B and the reverse "
+             "(PNG and GIF): appearance should follow f, motion z.",
+             "the PNG (default: RUN/swap_seed<S>.png; a folder: inside it)", "pairs"),
+            ("report", "(re)write every figure and report.html of a run",
+             "Redraw loss curves, reconstructions, swaps and generations of a run and write "
+             "report.html (with the evaluation when `dsae evaluate` has run).", None, None)):
+        q = sub.add_parser(name, help=help_, description=description)
         q.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
-        q.add_argument("--out", help="output PNG (generate: a prefix; report: ignored)")
-        q.add_argument("--seed", type=int, default=0, help="which test clips and samples")
-        q.add_argument("--pairs", type=_positive, default=4, help="swap: number of pairs; "
-                       "generate: number of source clips")
+        if out:
+            q.add_argument("--out", help=out)
+            q.add_argument("--seed", type=int, default=0, help="which test clips and samples")
+            q.add_argument("--pairs", type=_positive, default=4, help=f"number of {pairs}")
         _add_data_args(q)
 
     d = sub.add_parser("data", help="build a dataset file (.npz)",
                        description="Build a dataset into an .npz: Sprites-like data with x_train, "
                        "x_test (uint8, N x 8 x 64 x 64 x 3), attributes_*, motion_*, character_*; "
                        "dsprites with packed (bit-packed images), latents_classes, latents_values.")
-    d.add_argument("which", choices=BUILDS)
+    d.add_argument("which", choices=BUILDS, help="the dataset to build")
     d.add_argument("--sheets", help="sprites: folder of LPC sheets; sprites-npy: folder of the "
                    "original {action}_{direction}_frames_{split}.npy files")
     d.add_argument("--download", action="store_true", help="sprites: fetch the sheets first")
@@ -123,13 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     j = sub.add_parser("judge", help="train the judge classifier used by `dsae evaluate`",
                        description="Train a clip classifier (motion and the 4 attributes) on a "
                        "dataset's train split; prints its test accuracy per head.")
-    j.add_argument("action", choices=["train"])
+    j.add_argument("action", choices=["train"], help="train: fit a judge and save it")
     _add_data_args(j)
     j.add_argument("--epochs", type=_positive, default=6, help="6 reach >= 99.9%% on every head")
-    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     j.add_argument("--out", required=True, help="where to save the judge (.pt)")
     j.add_argument("--force", action="store_true", help="replace --out if it exists")
-    j.add_argument("--quiet", action="store_true")
+    j.add_argument("--quiet", action="store_true", help="no progress bars")
 
     e = sub.add_parser("evaluate", help="the Sprites protocol on a trained checkpoint",
                        description="Judge generated clips: fix z and sample f (motion kept?), fix f "
@@ -141,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--judge", help="a judge trained on the same dataset (`dsae judge train`); "
                    "without it only what needs no labels runs: reconstruction and the bounds")
     e.add_argument("--draws", type=_positive, default=3, help="random draws to average over")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="the draws' random seed")
     e.add_argument("--max-clips", type=_count, default=0,
                    help="score only the first N test clips (default 0: all)")
     e.add_argument("--iw-samples", type=_positive, default=16,
@@ -151,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_data_args(e)
 
     r = sub.add_parser("presets", help="list presets, or print one to copy and edit")
-    r.add_argument("name", nargs="?")
+    r.add_argument("name", nargs="?", help="a preset to print (default: list them)")
     r.add_argument("--betavae", action="store_true", help="the beta-VAE's presets")
 
     _add_betavae_parser(sub)
@@ -168,10 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--no-data", action="store_true", help="skip the data build times")
     k.add_argument("--no-eval", action="store_true", help="skip the evaluation times")
     k.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
-    k.add_argument("--out", default="BENCHMARKS.md")
+    k.add_argument("--out", default="BENCHMARKS.md", help="the Markdown report (default: "
+                   "BENCHMARKS.md)")
     k.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     args = parser.parse_args(argv)
+    if args.command is None:  # `dsae` alone
+        parser.print_help()
+        return 0
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, ValueError, RuntimeError, OSError) as e:
@@ -196,6 +220,7 @@ def _cmd_train(args) -> int:
         overrides.append(f"train.epochs={args.epochs}")
     if args.tensorboard:
         overrides.append("train.tensorboard=true")
+    overrides += [f"{k}={v}" for k, v in vars(args).items() if k.startswith("train.") and v is not None]
     for name in ("f_source", "z_source", "objective"):
         if getattr(args, name) is not None:
             overrides.append(f"train.{name}={getattr(args, name)}")
@@ -336,9 +361,10 @@ def _add_betavae_parser(sub) -> None:
         q.add_argument("checkpoint", help="a beta-VAE run folder or its checkpoint.pt")
     e.add_argument("--images", type=int, default=50_000,
                    help="random images encoded for the metrics (0: all 737,280)")
-    e.add_argument("--num-train", type=int, default=10_000)
-    e.add_argument("--num-eval", type=int, default=5_000)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--num-train", type=int, default=10_000,
+                   help="points each metric fits on (disentanglement_lib's default)")
+    e.add_argument("--num-eval", type=int, default=5_000, help="points each metric scores")
+    e.add_argument("--seed", type=int, default=0, help="the images and points drawn")
 
 
 BETAVAE_EXAMPLES = """examples:

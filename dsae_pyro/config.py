@@ -99,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
     tensorboard: bool = False  # live curves in RUN/tensorboard (needs the tensorboard package)
+    keep: int = 0  # earlier epochs' checkpoints kept beside the latest (checkpoint_e<N>.pt)
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -221,7 +222,7 @@ class Config(Sectioned):
                                  "model.conv_features", "model.decoder_hidden",
                                  "model.decoder_channels", "model.image_channels",
                                  "model.image_size"),
-                   at_least_zero=("train.kl_warmup", "train.eval_clips", "train.nce_f_weight",
+                   at_least_zero=("train.kl_warmup", "train.eval_clips", "train.keep", "train.nce_f_weight",
                                   "train.nce_z_weight", "train.mi_weight"),
                    unit=("train.beta1", "train.beta2"))
         if m.decoder_features and min(m.decoder_features) < 1:

@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import ClassVar
@@ -281,8 +282,25 @@ class Checkpointed:
 
     def record(self, run_dir: Path, data_id: str) -> None:
         """Checkpoint, history files and config.toml, each atomic (written together, so that a
-        folder with a config always holds the checkpoint it describes)."""
-        self.save(run_dir / CHECKPOINT, data_id)
+        folder with a config always holds the checkpoint it describes). With train.keep = N, the
+        checkpoints of the last N records before this one stay too (checkpoint_e<epoch>.pt or
+        checkpoint_s<step>.pt)."""
+        keep = self.cfg.train.keep
+        latest = run_dir / CHECKPOINT
+        if keep and latest.exists() and len(self.history) > 1:  # keep the previous one, numbered
+            previous = self.history[-2][self.COUNTER]
+            copy = run_dir / f"checkpoint_{self.COUNTER[0]}{previous}.pt"
+            try:
+                os.link(latest, copy)  # the latest stays in place until its successor replaces it
+            except FileExistsError:
+                pass
+            except OSError:  # a filesystem without hard links
+                shutil.copyfile(latest, copy)
+            numbered = sorted(run_dir.glob(f"checkpoint_{self.COUNTER[0]}*.pt"),
+                              key=lambda p: int(p.stem.split("_")[1][1:]))
+            for old in numbered[:-keep]:
+                old.unlink()
+        self.save(latest, data_id)
         write_history(run_dir, self.history)
         atomic_write(run_dir / "config.toml", lambda fh: fh.write(self.cfg.to_toml().encode()))
 

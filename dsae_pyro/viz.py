@@ -62,16 +62,12 @@ def write_gif(path: str | Path, frames: list[np.ndarray], ms: int = 150, scale: 
 
 def clip_gif(path: str | Path, videos: torch.Tensor, columns: int, ms: int = 150) -> Path:
     """The clips (R, T, C, H, W) playing together, `columns` to a row, as a GIF."""
+    from torchvision.utils import make_grid
+
     v = videos.detach().float().clamp(0, 1).cpu()
-    if v.shape[2] == 1:
-        v = v.repeat(1, 1, 3, 1, 1)
-    r, t, _, h, w = v.shape
-    rows = -(-r // columns)
-    v = torch.cat([v, torch.ones(rows * columns - r, *v.shape[1:])])  # blank cells at the end
-    padded = torch.nn.functional.pad(v, (1, 1, 1, 1), value=1.0)  # (R, T, 3, H+2, W+2)
-    grid = padded.reshape(rows, columns, t, 3, h + 2, w + 2).permute(2, 0, 4, 1, 5, 3)
-    frames = grid.reshape(t, rows * (h + 2), columns * (w + 2), 3).numpy()
-    return write_gif(path, list(frames), ms)
+    frames = [make_grid(v[:, t], nrow=columns, padding=2, pad_value=1.0).permute(1, 2, 0).numpy()
+              for t in range(v.shape[1])]  # make_grid repeats one channel to three
+    return write_gif(path, frames, ms)
 
 
 def save_clip_grid(path: str | Path, videos: torch.Tensor, labels: list[str], title: str,

@@ -24,7 +24,7 @@ def test_train_resume_swap_generate_report(tmp_path, tiny_npz, capsys):
     from PIL import Image
 
     with Image.open(out / "swap.gif") as gif:  # the clips of the swap grid playing, 4 to a row
-        assert gif.n_frames == 8 and gif.size == (2 * 4 * 66, 2 * 4 * 66)
+        assert gif.n_frames == 8 and gif.size == (2 * (4 * 66 + 2), 2 * (4 * 66 + 2))  # make_grid
     html = (out / "report.html").read_text()
     assert "<img src='swap.gif'" in html
     assert "swap.png" in html and "generate_fix_z.png" in html
@@ -224,3 +224,20 @@ def test_any_clips_train_grayscale_32px_5_frames_no_labels(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Skipped (the clips carry no labels)" in printed and "ELBO" in printed
     assert "importance-weighted bound" in (out / "report.html").read_text()
+
+
+def test_the_command_line_alone_and_its_flags(capsys, tmp_path, tiny_npz):
+    assert main([]) == 0 and "usage: dsae" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert "dsae_pyro 0." in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--lr", "5e-4", "--batch-size", "9", "--seed", "3", "--device", "cpu",
+                 "--out", str(out), "--no-report", *TINY[:-3], "--quiet"]) == 0
+    text = (out / "config.toml").read_text()
+    assert all(s in text for s in ("lr = 0.0005", "batch_size = 9", "seed = 3", 'device = "cpu"'))
+    for command in ("generate", "swap", "report"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "checkpoint" in capsys.readouterr().out

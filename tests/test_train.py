@@ -181,3 +181,13 @@ def test_tensorboard_logs_steps_and_epochs(tmp_path, tiny_data, monkeypatch):
 
     with pytest.raises(TensorBoardError, match=r"pip install 'dsae_pyro\[tensorboard\]'"):
         fit(cfg, tiny_data, tmp_path / "other", progress=False)
+
+
+def test_keep_holds_the_last_epochs_checkpoints(tmp_path, tiny_data):
+    cfg = tiny_config()
+    cfg.train.epochs, cfg.train.keep = 4, 2
+    fit(cfg, tiny_data, tmp_path, progress=False)
+    assert sorted(p.name for p in tmp_path.glob("checkpoint*.pt")) == [
+        "checkpoint.pt", "checkpoint_e2.pt", "checkpoint_e3.pt"]
+    assert load_checkpoint(tmp_path / "checkpoint_e3.pt")["epoch"] == 3
+    assert load_checkpoint(tmp_path)["epoch"] == 4

@@ -39,6 +39,7 @@ class BetaTrainConfig:
     lr: float = 5e-4
     seed: int = 0
     log_every: int = 1000  # steps between history points and checkpoints
+    keep: int = 0  # earlier checkpoints kept beside the latest (checkpoint_s<step>.pt)
     device: str = "auto"
 
 
@@ -65,4 +66,4 @@ class BetaVAEConfig(Sectioned):
                    at_least_one=("train.steps", "train.batch_size", "train.log_every",
                                  "train.c_steps", "model.latents", "train.disc_hidden",
                                  "train.disc_layers"),
-                   at_least_zero=("train.c_max", "train.factor_gamma"))
+                   at_least_zero=("train.c_max", "train.factor_gamma", "train.keep"))
