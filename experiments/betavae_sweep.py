@@ -41,10 +41,10 @@ args = p.parse_args()
 out = Path(args.out)
 data = None
 scores: dict[str, list[dict]] = {}
-for spec in args.objectives:
-    objective, _, extra = spec.partition(":")
-    label = spec.replace("train.", "").replace(":", " ")
-    for seed in args.seeds:
+for seed in args.seeds:  # seed by seed, so that a sweep cut short still compares every objective
+    for spec in args.objectives:
+        objective, _, extra = spec.partition(":")
+        label = spec.replace("train.", "").replace(":", " ")
         run_dir = out / f"{spec.replace(':', '_').replace('train.', '')}-seed{seed}"
         overrides = [*args.overrides, f"train.objective={objective}", f"train.seed={seed}",
                      f"train.steps={args.steps}", *filter(None, extra.split(","))]

@@ -10,7 +10,8 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def test_notebooks_are_found_and_saved_without_outputs():
-    assert {p.name for p in NOTEBOOKS} >= {"guide_swapping.ipynb", "posterior_inspection.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"guide_swapping.ipynb", "posterior_inspection.ipynb",
+                                          "own_guide_and_evaluation.ipynb"}
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), path.name
