@@ -57,8 +57,8 @@ def swap_grid(run: Run, split: Split, path, n_pairs: int = 4, seed: int = 0) -> 
         ma, mb = motion_name(split.motion[a[i]]), motion_name(split.motion[b[i]])
         rows += [xa[i], xb[i], ab[i], ba[i]]
         labels += [f"A: {ma}", f"B: {mb}", f"f(A) z(B) -> {mb}", f"f(B) z(A) -> {ma}"]
-    return save_clip_grid(path, torch.stack(rows), labels, "Style transfer: appearance from f, "
-                          "motion from z (red lines separate pairs)", groups=4)
+    return save_clip_grid(path, torch.stack(rows), labels, "Style transfer: f of one clip decoded "
+                          "with z_1:T of the other (red lines separate pairs)", groups=4)
 
 
 @torch.no_grad()
