@@ -29,13 +29,17 @@ class LiveLog:
                 "train.tensorboard = true needs the tensorboard package: pip install "
                 "'dsae_pyro[tensorboard]' (or pip install tensorboard), or drop --tensorboard") from e
         self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+        self.last_step = 0
 
     def step(self, step: int, scalars: dict[str, float]) -> None:
+        self.last_step = step
         for name, value in scalars.items():
             self.writer.add_scalar(name, value, step)
 
-    def epoch(self, step: int, scalars: dict[str, float], run, test) -> None:
-        """The epoch's scalars, and its reconstruction and swap grids as images."""
+    def epoch(self, scalars: dict[str, float], run, test) -> None:
+        """The epoch's scalars, and its reconstruction and swap grids as images, at the epoch's
+        last training step."""
+        step = self.last_step
         from PIL import Image
 
         from .report import reconstruction_grid, swap_grid

@@ -296,8 +296,7 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                                 "clips_per_s": round(len(data["train"]) / seconds, 1)})
             test_loss = scores["loss"]
             if run.live is not None:
-                run.live.epoch(run.epoch * len(run.batches(len(data["train"]), 0)),
-                               {f"test/{k}": v for k, v in scores.items()}, run, data["test"])
+                run.live.epoch({f"test/{k}": v for k, v in scores.items()}, run, data["test"])
             message = collapse_warning(scores, cfg.model.frames)
             if message:
                 warnings.warn(f"epoch {run.epoch}: {message}", CollapseWarning, stacklevel=2)
