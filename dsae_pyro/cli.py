@@ -21,6 +21,7 @@ from .config import (
 EXAMPLES = """examples:
   dsae train                                  # cpu preset on the built-in synthetic sprites
   dsae train --data sprites --sheets DIR      # real Sprites from a folder of LPC sheets
+  dsae train --data digits                    # moving digits (grayscale 32x32), drawn here
   dsae train --guide full --set train.lr=5e-4 --out runs/full
   dsae train --out runs/full --resume         # continue a run that stopped
   dsae swap runs/full --pairs 6               # style transfer from a checkpoint
@@ -50,6 +51,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="dataset (default: the preset's, synthetic)")
     p.add_argument("--sheets", "--data-path", dest="data_path", metavar="PATH",
                    help="sprites: folder of LPC sheets (default: download and cache); "
+                        "digits: folder holding torchvision's MNIST (default: font digits); "
                         "npz: the dataset file")
 
 
@@ -128,15 +130,19 @@ def main(argv: list[str] | None = None) -> int:
         _add_data_args(q)
 
     d = sub.add_parser("data", help="build a dataset file (.npz)",
-                       description="Build a dataset into an .npz: Sprites-like data with x_train, "
-                       "x_test (uint8, N x 8 x 64 x 64 x 3), attributes_*, motion_*, character_*; "
-                       "dsprites with packed (bit-packed images), latents_classes, latents_values.")
+                       description="Build a dataset into an .npz: clips with x_train, x_test "
+                       "(uint8, N x T x H x W x C; Sprites: 8 x 64 x 64 x 3, digits: 8 x 32 x 32 x "
+                       "1), attributes_*, motion_*, character_* and the labels' schema; dsprites "
+                       "with packed (bit-packed images), latents_classes, latents_values.")
     d.add_argument("which", choices=BUILDS, help="the dataset to build")
     d.add_argument("--sheets", help="sprites: folder of LPC sheets; sprites-npy: folder of the "
                    "original {action}_{direction}_frames_{split}.npy files")
     d.add_argument("--download", action="store_true", help="sprites: fetch the sheets first")
     d.add_argument("--base-url", default=None, help="sprites: where to download sheets from")
-    d.add_argument("--seed", type=int, default=423, help="synthetic: seed of drawing and split")
+    d.add_argument("--seed", type=int, default=423,
+                   help="synthetic, digits: seed of drawing and split")
+    d.add_argument("--mnist", help="digits: a folder holding torchvision's MNIST files, for "
+                   "handwritten digits instead of the built-in font digits")
     d.add_argument("--out", required=True, help="output .npz")
     d.add_argument("--force", action="store_true", help="replace --out if it exists")
 
@@ -279,7 +285,7 @@ def _cmd_data(args) -> int:
 
     check_output(args.out, args.force)
     print(build_dataset_file(args.which, args.out, args.sheets, args.download, args.base_url,
-                             args.seed))
+                             args.seed, args.mnist))
     return 0
 
 

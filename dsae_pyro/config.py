@@ -24,7 +24,7 @@ ELBOS = ("trace", "meanfield")
 OBJECTIVES_DSAE = ("elbo", "contrastive")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
-DATASETS = ("synthetic", "sprites", "npz")
+DATASETS = ("synthetic", "sprites", "digits", "npz")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -105,9 +105,11 @@ class TrainConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "synthetic"  # synthetic | sprites | npz
-    path: str = ""  # sprites: folder of LPC sheets (empty: download); npz: the file
-    seed: int = 423  # synthetic data and its split
+    name: str = "synthetic"  # synthetic | sprites | digits | npz
+    # sprites: folder of LPC sheets (empty: download); digits: a folder holding torchvision's MNIST
+    # (empty: the built-in font digits); npz: the file
+    path: str = ""
+    seed: int = 423  # synthetic and digits: the drawing and split
 
 
 class Sectioned:

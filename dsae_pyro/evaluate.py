@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from .data import ATTRIBUTES, data_identity
+from .data import data_identity
 from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
 from .metrics.judge import load_judge
 from .metrics.protocol import (
@@ -78,12 +78,12 @@ def evaluate_run(path: str | os.PathLike, judge: str | os.PathLike | None = None
         f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
         "\nCosine similarity of posterior means between test clips (Das & Dandi):\n\n"
         + cosine_markdown(scores["cosine"]) +
-        "\nDisentanglement of f against the four attributes (disentanglement_lib metrics on "
-        "posterior means of the test clips):\n\n"
-        + disentanglement_markdown(scores["f_disentanglement"], ATTRIBUTES) +
+        f"\nDisentanglement of f against the attributes ({', '.join(test.schema.attribute_names)}; "
+        "disentanglement_lib metrics on posterior means of the test clips):\n\n"
+        + disentanglement_markdown(scores["f_disentanglement"], test.schema.attribute_names) +
         f"\n{len(test)} test clips, {draws} draws, {time.perf_counter() - start:.0f}s.\n")
     (out / "evaluation.md").write_text(table)
-    scores_figure(scores, PUBLISHED["DSVAE (Li & Mandt; unsupervised)"][0] if d.name == "sprites"
+    scores_figure(scores, test.schema, PUBLISHED["DSVAE (Li & Mandt; unsupervised)"][0] if d.name == "sprites"
                   else None).savefig(out / "evaluation.png")
     cosine_figure(f, z, test.character, test.motion).savefig(out / "cosine.png")
     write_html(run, out)

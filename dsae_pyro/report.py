@@ -11,20 +11,22 @@ import numpy as np
 import pyro
 import torch
 
-from .data import ACTIONS, DIRECTIONS, Split, to_tensor
+from .data import Split, to_tensor
 from .posterior import decode, encode, swap
 from .train import Run
 from .viz import plot_history, save_clip_grid
 
 
-def motion_name(m: int) -> str:
-    return f"{ACTIONS[m // 3]}-{DIRECTIONS[m % 3]}"
+def motion_name(split: Split, i: int) -> str:
+    """The motion of clip i as its schema names it (e.g. walk-front), or "clip i" without labels."""
+    return split.schema.motion_name(split.motion[i]) if split.labelled else f"clip {i}"
 
 
 def pick_pairs(split: Split, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n test pairs (a, b) that differ in character and in both action and direction; where the
-    split has too few such pairs (one character), pairs that differ in less, with a warning that
-    says so. Clips without labels are paired at random (distinct clips where there are two)."""
+    """n test pairs (a, b) that differ in character and in every part of the motion (Sprites:
+    action and direction); where the split has too few such pairs (one character), pairs that
+    differ in less, with a warning that says so. Clips without labels are paired at random
+    (distinct clips where there are two)."""
     if len(split) == 0:
         raise ValueError("the split has no clips to pick pairs from")
     rng = np.random.RandomState(seed)
@@ -32,11 +34,12 @@ def pick_pairs(split: Split, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     if not split.labelled:
         ok = a != b if len(split) > 1 else np.ones_like(a, dtype=bool)
         return a[ok][:n], b[ok][:n]
-    ma, mb = split.motion[a], split.motion[b]
+    pa, pb = (split.schema.part_labels(split.motion[i]) for i in (a, b))
     other_char = split.character[a] != split.character[b]
-    tiers = [("character, action and direction",
-              other_char & (ma // 3 != mb // 3) & (ma % 3 != mb % 3)),
-             ("character", other_char), ("motion", ma != mb), ("clip", a != b)]
+    every_part = np.all([pa[k] != pb[k] for k in pa], axis=0)
+    tiers = [(f"character and {' and '.join(pa)}", other_char & every_part),
+             ("character", other_char), ("motion", split.motion[a] != split.motion[b]),
+             ("clip", a != b)]
     found = [(what, ok) for what, ok in tiers if ok.sum() >= n]
     # a single clip: pair it with itself
     what, ok = found[0] if found else ("nothing (one clip)", np.ones_like(a, dtype=bool))
@@ -54,7 +57,7 @@ def swap_grid(run: Run, split: Split, path, n_pairs: int = 4, seed: int = 0) -> 
     ab, ba = swap(run.model, run.guide, xa, xb), swap(run.model, run.guide, xb, xa)
     rows, labels = [], []
     for i in range(n_pairs):
-        ma, mb = motion_name(split.motion[a[i]]), motion_name(split.motion[b[i]])
+        ma, mb = motion_name(split, a[i]), motion_name(split, b[i])
         rows += [xa[i], xb[i], ab[i], ba[i]]
         labels += [f"A: {ma}", f"B: {mb}", f"f(A) z(B) -> {mb}", f"f(B) z(A) -> {ma}"]
     return save_clip_grid(path, torch.stack(rows), labels, "Style transfer: f of one clip decoded "
@@ -77,7 +80,7 @@ def generation_grids(run: Run, split: Split, fix_f_path, fix_z_path, n_clips: in
         rows_f += [x[i], *decode(run.model, {"f": f_i})]  # z_1:T ~ p(z)
         rows_z += [x[i], *decode(run.model, z_i)]  # f ~ p(f)
         labels_f += [f"source {i + 1}"] + [f"z ~ p(z) #{k + 1}" for k in range(n_samples)]
-        labels_z += [f"source {i + 1} ({motion_name(split.motion[idx[i]])})"] + [
+        labels_z += [f"source {i + 1} ({motion_name(split, idx[i])})"] + [
             f"f ~ p(f) #{k + 1}" for k in range(n_samples)]
     g = n_samples + 1
     return (save_clip_grid(fix_f_path, torch.stack(rows_f), labels_f,

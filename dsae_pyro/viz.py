@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .data.labels import Schema
 from .metrics.similarity import cosine_matrix, relation_masks
 
 
@@ -120,16 +121,20 @@ def plot_history(path: str | Path, history: list[dict]) -> Path:
     return Path(path)
 
 
-def scores_figure(scores: dict, published_motion: float | None = None) -> Figure:
-    """Judge accuracies of `dsae evaluate` (mean ± std over draws) against chance."""
+def scores_figure(scores: dict, schema: Schema, published_motion: float | None = None) -> Figure:
+    """Judge accuracies of `dsae evaluate` (mean ± std over draws) against chance, for the heads
+    of the clips' label `schema`."""
     keys = [k for k in scores if k.endswith("_acc")]
-    chance = {"motion_acc": 1 / 9, "action_acc": 1 / 3, "direction_acc": 1 / 3}
+    chance = {"motion_acc": 1 / schema.motions,
+              **{f"{p}_acc": 1 / len(values) for p, values in schema.parts},
+              **{f"{a}_acc": 1 / n for a, n in schema.attributes}}
     fig = Figure(figsize=(7, 3.4), dpi=100)
     ax = fig.subplots()
     x = np.arange(len(keys))
+    kept_motion = 1 + len(schema.parts)
     ax.bar(x, [100 * scores[k]["mean"] for k in keys], yerr=[100 * scores[k]["std"] for k in keys],
-           color=["tab:blue"] * 3 + ["tab:orange"] * (len(keys) - 3), capsize=3)
-    ax.scatter(x, [100 * chance.get(k, 1 / 6) for k in keys], marker="_", s=300, color="k",
+           color=["tab:blue"] * kept_motion + ["tab:orange"] * (len(keys) - kept_motion), capsize=3)
+    ax.scatter(x, [100 * chance[k] for k in keys], marker="_", s=300, color="k",
                label="chance", zorder=3)
     if published_motion is not None:
         ax.scatter([0], [published_motion], marker="*", s=120, color="tab:red", zorder=3,
@@ -139,7 +144,7 @@ def scores_figure(scores: dict, published_motion: float | None = None) -> Figure
     ax.set_ylabel("judge accuracy (%)")
     ax.set_title("Fix z, sample f: motion kept? (blue)   fix f, sample z: appearance kept? (orange)",
                  fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never on them
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return fig

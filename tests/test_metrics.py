@@ -5,8 +5,8 @@ import pytest
 import torch
 from conftest import tiny_split
 
-from dsae_pyro.data import ATTRIBUTES
-from dsae_pyro.metrics.judge import HEADS, JudgeError, load_judge, save_judge, train_judge
+from dsae_pyro.data import ATTRIBUTES, SPRITES
+from dsae_pyro.metrics.judge import JudgeError, load_judge, save_judge, train_judge
 from dsae_pyro.metrics.protocol import PUBLISHED, inception_stats, judge_generated, markdown_table
 
 
@@ -87,7 +87,7 @@ def test_protocol_random_model_scores_near_chance(split):
 def test_judge_trains_saves_and_guards_its_dataset(tmp_path, split):
     data = {"train": split, "test": split}
     judge, acc = train_judge(data, epochs=1, batch_size=18, progress=False)
-    assert set(acc) == set(HEADS) and all(0 <= v <= 1 for v in acc.values())
+    assert set(acc) == set(SPRITES.heads) and all(0 <= v <= 1 for v in acc.values())
     path = save_judge(tmp_path / "judge.pt", judge, "synthetic(seed=423)", acc)
     loaded, state = load_judge(path, "synthetic(seed=423)")
     assert state["test_accuracy"] == acc

@@ -1,4 +1,5 @@
-"""The judge: a clip classifier (conv encoder + bi-LSTM) with heads for motion and the 4 attributes.
+"""The judge: a clip classifier (conv encoder + bi-LSTM) with a head for motion and one per attribute
+of the dataset's label schema (Sprites: 9 motions; body, bottom, top, hair of 6 values each).
 
 Trained with labels on a dataset's train split; saved with that dataset's identity so that it is never
 used to score clips of another dataset.
@@ -15,10 +16,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .._io import atomic_write
-from ..data import ATTRIBUTES, Split, to_tensor
+from ..data import SPRITES, Schema, Split, to_tensor
 from ..nets import FrameEncoder
-
-HEADS = {"motion": 9, **{a: 6 for a in ATTRIBUTES}}
 
 
 class JudgeError(RuntimeError):
@@ -26,14 +25,19 @@ class JudgeError(RuntimeError):
 
 
 class Judge(nn.Module):
-    """Logits of motion (9 classes) and body/bottom/top/hair (6 each) for clips (B, T, C, H, W)."""
+    """Logits of every head of `schema` (motion, then each attribute) for clips (B, T, C, H, W)."""
 
-    def __init__(self, channels=(16, 32, 64, 64), features: int = 128, hidden: int = 64):
+    def __init__(self, channels=(16, 32, 64, 64), features: int = 128, hidden: int = 64,
+                 schema: str = SPRITES.to_json(), image_channels: int = 3, image_size: int = 64):
         super().__init__()
-        self.arch = {"channels": list(channels), "features": features, "hidden": hidden}
-        self.encoder = FrameEncoder(list(channels), [2] * len(channels), 4, [features])
+        self.arch = {"channels": list(channels), "features": features, "hidden": hidden,
+                     "schema": schema, "image_channels": image_channels, "image_size": image_size}
+        self.schema = Schema.from_json(schema)
+        self.encoder = FrameEncoder(list(channels), [2] * len(channels), 4, [features],
+                                    image_channels, image_size)
         self.lstm = nn.LSTM(features, hidden, batch_first=True, bidirectional=True)
-        self.heads = nn.ModuleDict({k: nn.Linear(2 * hidden, n) for k, n in HEADS.items()})
+        self.heads = nn.ModuleDict({k: nn.Linear(2 * hidden, n)
+                                    for k, n in self.schema.heads.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.lstm(self.encoder(x))[0].mean(1)  # average over frames of both directions
@@ -43,7 +47,7 @@ class Judge(nn.Module):
     def predict(self, x: torch.Tensor, batch_size: int = 128) -> dict[str, torch.Tensor]:
         """Softmax probabilities per head, in eval mode, for any number of clips."""
         self.eval()
-        out = {k: [] for k in HEADS}
+        out = {k: [] for k in self.heads}
         for i in range(0, len(x), batch_size):
             for k, v in self(x[i:i + batch_size]).items():
                 out[k].append(v.softmax(-1).cpu())
@@ -51,7 +55,8 @@ class Judge(nn.Module):
 
 
 def labels_of(split: Split) -> dict[str, np.ndarray]:
-    return {"motion": split.motion, **{a: split.attributes[:, i] for i, a in enumerate(ATTRIBUTES)}}
+    return {"motion": split.motion,
+            **{a: split.attributes[:, i] for i, a in enumerate(split.schema.attribute_names)}}
 
 
 def head_accuracies(predictions: dict[str, list[np.ndarray]], split: Split) -> dict[str, float]:
@@ -64,7 +69,7 @@ def head_accuracies(predictions: dict[str, list[np.ndarray]], split: Split) -> d
 def accuracies(predict: Callable, split: Split, device="cpu", batch_size: int = 128
                ) -> dict[str, float]:
     """Accuracy of every head of `predict` (e.g. `Judge.predict`) on a labelled split."""
-    preds = {k: [] for k in HEADS}
+    preds = {k: [] for k in split.schema.heads}
     for i in range(0, len(split), batch_size):
         for k, v in predict(to_tensor(split.x[i:i + batch_size], device)).items():
             preds[k].append(v.argmax(-1).cpu().numpy())
@@ -75,9 +80,13 @@ def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch
                 seed: int = 0, progress: bool = True, device="cpu") -> tuple[Judge, dict]:
     """Fit a judge on data['train'] (cross-entropy summed over heads); returns it and test accuracy."""
     torch.manual_seed(seed)
-    judge = Judge().to(device)
-    opt = torch.optim.Adam(judge.parameters(), lr=lr)
     train = data["train"]
+    if not train.labelled:
+        raise JudgeError("a judge learns from labels, and these clips carry none (an npz without "
+                         "attributes_train/motion_train); evaluate without --judge instead")
+    _, _, size, _, channels = train.x.shape
+    judge = Judge(schema=train.schema.to_json(), image_channels=channels, image_size=size).to(device)
+    opt = torch.optim.Adam(judge.parameters(), lr=lr)
     # cosine decay to 0: with a constant rate the last steps' noise decided the subtle body head
     # (83.6% once, 99.9% another time); annealed, the end point is stable
     steps = epochs * -(-len(train) // batch_size)
@@ -93,7 +102,7 @@ def train_judge(data: dict[str, Split], epochs: int = 6, lr: float = 2e-3, batch
             idx = order[i:i + batch_size]
             logits = judge(to_tensor(train.x[idx.numpy()], device))
             loss = sum(nn.functional.cross_entropy(logits[k], labels[k][idx].to(device))
-                       for k in HEADS)
+                       for k in labels)
             opt.zero_grad()
             loss.backward()
             opt.step()
