@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import tiny_config
 
+from dsae_pyro.data import save_npz
+from dsae_pyro.data.digits import make_moving_digits
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 EVAL = "--draws 1 --max-clips 18 --iw-samples 2 --iw-clips 4"
 
@@ -21,6 +24,8 @@ SCRIPTS = {
     "probe_f.py": ["out/factorized-lstm"],  # after ablation.sh
     "dsprites_sample.py": ["sample.png"],
     "frozen_channels_last.py": [],
+    "moving_digits.py": ["digits", "--preset", "tiny.toml", "--data-path", "digits.npz",
+                         "--epochs", "1", "--judges", "2", "--judge-epochs", "1", "--draws", "1"],
     "betavae_sweep.py": ["sweep", "--objectives", "H", "tc:train.beta=6", "factorvae", "--seeds",
                          "0", "1", "--steps", "4", "--images", "2000", "--num-train", "300",
                          "--num-eval", "200", "--set", "train.log_every=2",
@@ -62,6 +67,15 @@ def test_push(workdir):
     out = run("push.sh", SCRIPTS["push.sh"], workdir)
     assert "| 10 |" in out and (workdir / "push" / "push_curve.png").is_file()
     assert sorted(p.name for p in (workdir / "push").glob("e*")) == ["e10", "e2", "e4", "e6", "e9"]
+
+
+def test_moving_digits(workdir):
+    save_npz(workdir / "digits.npz", make_moving_digits(seed=0, n_train=40, n_test=18))
+    out = run("moving_digits.py", SCRIPTS["moving_digits.py"], workdir)
+    assert "| test | motion | horizontal | vertical | digit | font |" in out
+    assert (workdir / "digits" / "moving_digits_swap.png").is_file()
+    assert sorted(p.name for p in (workdir / "digits").glob("judge*.pt")) == ["judge0.pt",
+                                                                              "judge1.pt"]
 
 
 @pytest.mark.parametrize("script", ["dsprites_sample.py", "frozen_channels_last.py",
