@@ -147,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     j = sub.add_parser("judge", help="train the judge classifier used by `dsae evaluate`",
-                       description="Train a clip classifier (motion and the 4 attributes) on a "
-                       "dataset's train split; prints its test accuracy per head.")
+                       description="Train a clip classifier on a dataset's train split, a head "
+                       "for motion and one per attribute of its labels (Sprites: body, bottom, "
+                       "top, hair); prints its test accuracy per head.")
     j.add_argument("action", choices=["train"], help="train: fit a judge and save it")
     _add_data_args(j)
     j.add_argument("--epochs", type=_positive, default=6, help="6 reach >= 99.9%% on every head")

@@ -6,7 +6,7 @@ protocol: fix z_1:T and sample f, is the motion kept? fix f and sample z_1:T, ar
 kept?) and writes one table, mean ± std over judges x draws, to OUT/moving_digits.md, plus the
 run's swap grid as OUT/moving_digits_swap.png. Re-running resumes the run and reuses the judges.
 
-    python experiments/moving_digits.py runs/digits [--epochs 10] [--judges 3]
+    python experiments/moving_digits.py runs/digits [--epochs 20] [--judges 3]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="folder for the run, the judges and the table")
     p.add_argument("--preset", default="digits", help="a preset name or .toml (default digits)")
-    p.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     p.add_argument("--judges", type=int, default=3, help="judges from seeds 0..N-1 (default 3)")
     p.add_argument("--judge-epochs", type=int, default=6, help="epochs of each judge")
     p.add_argument("--draws", type=int, default=3, help="draws of the protocol per judge")

@@ -171,3 +171,14 @@ def test_split_default_schema_is_sprites():
     s = Split(x=np.zeros((1, 2, 16, 16, 3), np.uint8), attributes=np.zeros((1, 4), np.int64),
               motion=np.zeros(1, np.int64), character=np.zeros(1, np.int64))
     assert s.schema == SPRITES and s.subset([0]).schema == SPRITES
+
+
+def test_data_command_writes_digits(tmp_path, capsys):
+    from dsae_pyro.cli import main
+
+    out = tmp_path / "digits.npz"
+    assert main(["data", "digits", "--out", str(out), "--seed", "3"]) == 0
+    assert "6000 train / 1200 test clips" in capsys.readouterr().out
+    data = load_npz(out)
+    assert data["train"].schema == SCHEMA and data["test"].x.shape == (1200, FRAMES, SIZE, SIZE, 1)
+    assert np.array_equal(data["test"].x, make_moving_digits(seed=3)["test"].x)
