@@ -29,6 +29,39 @@ from .train import load_run_and_test
 from .viz import cosine_figure, scores_figure
 
 
+def _judged(run, test, judge, bounds: dict, draws: int, seed: int, progress: bool, out: Path
+            ) -> tuple[dict, str]:
+    """The judge's protocol, the judge on reconstructions, the cosine table and the
+    disentanglement of f, with their Markdown and figures (evaluation.png, cosine.png)."""
+    d = run.cfg.data
+    judge_net, _ = load_judge(judge, data_identity(d.name, d.path, d.seed))
+    judge_net.to(run.device)
+    scores = judge_generated(judge_net.predict, dsae_generator(run.model, run.guide), test,
+                             draws=draws, seed=seed, device=run.device, progress=progress)
+    scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device,
+                                                    predict=judge_net.predict)
+    scores["bounds"] = bounds
+    scores["cosine"] = cosine_table(f, z, test.character, test.motion)
+    scores["f_disentanglement"] = disentanglement_scores(f.numpy(), test.attributes, seed)
+    b, rec = scores["bounds"], scores["reconstruction"]
+    names = test.schema.attribute_names
+    table = markdown_table(scores, published=d.name == "sprites") + (
+        f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
+        "reconstructions (nothing resampled: the ceiling of both tests above): " + ", ".join(
+            f"{k} {100 * v:.2f}%" for k, v in rec["judged"].items()) +
+        f".\nOn {b['clips']} test clips, {b['num_samples']} "
+        f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
+        "\nCosine similarity of posterior means between test clips (Das & Dandi):\n\n"
+        + cosine_markdown(scores["cosine"]) +
+        f"\nDisentanglement of f against the attributes ({', '.join(names)}; "
+        "disentanglement_lib metrics on posterior means of the test clips):\n\n"
+        + disentanglement_markdown(scores["f_disentanglement"], names))
+    scores_figure(scores, test.schema, PUBLISHED["DSVAE (Li & Mandt; unsupervised)"][0]
+                  if d.name == "sprites" else None).savefig(out / "evaluation.png")
+    cosine_figure(f, z, test.character, test.motion).savefig(out / "cosine.png")
+    return scores, table
+
+
 def evaluate_run(path: str | os.PathLike, judge: str | os.PathLike | None = None, draws: int = 3,
                  seed: int = 0, max_clips: int = 0, iw_samples: int = 16, iw_clips: int = 256,
                  data: str | None = None, data_path: str | None = None,
@@ -54,37 +87,10 @@ def evaluate_run(path: str | os.PathLike, judge: str | os.PathLike | None = None
                  f"{bounds['elbo']:.1f}, importance-weighted bound {bounds['iwae']:.1f} nats/clip."
                  f"\n\nSkipped ({why}): the judge's protocol, the cosine table by character and "
                  "motion, and the disentanglement of f, which all need labels.\n")
-        (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
-        (out / "evaluation.md").write_text(table)
-        write_html(run, out)
-        return scores, table
-    d = run.cfg.data
-    judge_net, _ = load_judge(judge, data_identity(d.name, d.path, d.seed))
-    judge_net.to(run.device)
-    scores = judge_generated(judge_net.predict, dsae_generator(run.model, run.guide), test,
-                             draws=draws, seed=seed, device=run.device, progress=progress)
-    scores["reconstruction"], f, z = posterior_pass(run.model, run.guide, test, device=run.device,
-                                                    predict=judge_net.predict)
-    scores["bounds"] = bounds
-    scores["cosine"] = cosine_table(f, z, test.character, test.motion)
-    scores["f_disentanglement"] = disentanglement_scores(f.numpy(), test.attributes, seed)
+    else:
+        scores, table = _judged(run, test, judge, bounds, draws, seed, progress, out)
+        table += f"\n{len(test)} test clips, {draws} draws, {time.perf_counter() - start:.0f}s.\n"
     (out / "evaluation.json").write_text(json.dumps(scores, indent=1))
-    b, rec = scores["bounds"], scores["reconstruction"]
-    table = markdown_table(scores, published=d.name == "sprites") + (
-        f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
-        "reconstructions (nothing resampled: the ceiling of both tests above): " + ", ".join(
-            f"{k} {100 * v:.2f}%" for k, v in rec["judged"].items()) +
-        f".\nOn {b['clips']} test clips, {b['num_samples']} "
-        f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
-        "\nCosine similarity of posterior means between test clips (Das & Dandi):\n\n"
-        + cosine_markdown(scores["cosine"]) +
-        f"\nDisentanglement of f against the attributes ({', '.join(test.schema.attribute_names)}; "
-        "disentanglement_lib metrics on posterior means of the test clips):\n\n"
-        + disentanglement_markdown(scores["f_disentanglement"], test.schema.attribute_names) +
-        f"\n{len(test)} test clips, {draws} draws, {time.perf_counter() - start:.0f}s.\n")
     (out / "evaluation.md").write_text(table)
-    scores_figure(scores, test.schema, PUBLISHED["DSVAE (Li & Mandt; unsupervised)"][0] if d.name == "sprites"
-                  else None).savefig(out / "evaluation.png")
-    cosine_figure(f, z, test.character, test.motion).savefig(out / "cosine.png")
     write_html(run, out)
     return scores, table

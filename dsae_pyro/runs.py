@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import ClassVar
@@ -27,6 +28,13 @@ from ._io import atomic_write
 from .config import ConfigError, Sectioned, load_preset
 
 CHECKPOINT = "checkpoint.pt"
+
+
+def default_run_dir(*parts: str) -> Path:
+    """runs/<time>-<parts joined by ->, in the current folder: a new run's folder when none is
+    given."""
+    return Path("runs") / "-".join([time.strftime("%Y%m%d-%H%M%S"), *parts])
+
 # what a run writes beside its checkpoint, never over a user's own files
 RUN_FILES = ("config.toml", "history.json", "history.csv", "report.html")
 FORMAT = 1

@@ -34,6 +34,7 @@ from .runs import (
     Checkpointed,
     TrainingError,
     check_trained_by_store,
+    default_run_dir,
     pick_device,
     run_config,  # noqa: F401 - the DSAE's config for a run, as the CLI builds it
 )
@@ -315,12 +316,6 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
     return run
 
 
-def default_run_dir(cfg: Config) -> Path:
-    """runs/<time>-<preset>-<guide>-<data>, in the current folder."""
-    return Path(f"runs/{time.strftime('%Y%m%d-%H%M%S')}-{cfg.preset}-{cfg.model.guide}-"
-                f"{cfg.data.name}")
-
-
 def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = False,
           progress: bool = True, report: bool = True) -> Run:
     """`dsae train` in one call: load cfg's data, fit into `out` (a new folder by default) and
@@ -331,7 +326,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = Fals
 
     if launched_by_torchrun() and not out:
         raise ConfigError("under torchrun pass --out DIR, so that every process uses one run folder")
-    out = Path(out or default_run_dir(cfg))
+    out = Path(out or default_run_dir(cfg.preset, cfg.model.guide, cfg.data.name))
     start = time.perf_counter()
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=progress)
     print(f"data: {cfg.data.name}, {len(data['train'])} train / {len(data['test'])} test clips "

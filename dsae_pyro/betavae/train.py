@@ -19,7 +19,15 @@ from tqdm import tqdm
 
 from ..data import data_identity
 from ..data.dsprites import DSprites
-from ..runs import Checkpointed, TrainingError, check_trained_by_store, pick_device, rng_state, set_rng_state
+from ..runs import (
+    Checkpointed,
+    TrainingError,
+    check_trained_by_store,
+    default_run_dir,
+    pick_device,
+    rng_state,
+    set_rng_state,
+)
 from .config import BetaVAEConfig
 from .model import BetaVAE
 from .objectives import CapacityLoss, FactorVAELoss, TCLoss, capacity, trace_terms
@@ -165,7 +173,7 @@ def train_betavae(cfg: BetaVAEConfig, out: str | os.PathLike | None = None, resu
     from ..data.dsprites import load_dsprites
     from .report import write_betavae_report
 
-    out = Path(out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}-betavae-{cfg.preset}")
+    out = Path(out or default_run_dir("betavae", cfg.preset))
     data = load_dsprites(cfg.data.path, progress=progress)
     start = time.perf_counter()
     run = fit_betavae(cfg, data, out, resume=resume, progress=progress)
