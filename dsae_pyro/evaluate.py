@@ -34,7 +34,7 @@ def _judged(run, test, judge, bounds: dict, draws: int, seed: int, progress: boo
     """The judge's protocol, the judge on reconstructions, the cosine table and the
     disentanglement of f, with their Markdown and figures (evaluation.png, cosine.png)."""
     d = run.cfg.data
-    judge_net, _ = load_judge(judge, data_identity(d.name, d.path, d.seed))
+    judge_net, state = load_judge(judge, data_identity(d.name, d.path, d.seed))
     judge_net.to(run.device)
     scores = judge_generated(judge_net.predict, dsae_generator(run.model, run.guide), test,
                              draws=draws, seed=seed, device=run.device, progress=progress)
@@ -45,7 +45,10 @@ def _judged(run, test, judge, bounds: dict, draws: int, seed: int, progress: boo
     scores["f_disentanglement"] = disentanglement_scores(f.numpy(), test.attributes, seed)
     b, rec = scores["bounds"], scores["reconstruction"]
     names = test.schema.attribute_names
-    table = markdown_table(scores, published=d.name == "sprites") + (
+    own = ", ".join(f"{k} {100 * v:.2f}%" for k, v in state.get("test_accuracy", {}).items())
+    scores["judge"] = {"file": str(judge), "test_accuracy": state.get("test_accuracy", {})}
+    table = (f"Judge `{Path(judge).name}` (its own accuracy on the real test clips: {own}).\n\n"
+             + markdown_table(scores, published=d.name == "sprites")) + (
         f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
         "reconstructions (nothing resampled: the ceiling of both tests above): " + ", ".join(
             f"{k} {100 * v:.2f}%" for k, v in rec["judged"].items()) +

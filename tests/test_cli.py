@@ -148,6 +148,7 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     assert "evaluation.png" in html and "cosine.png" in html and (run / "cosine.png").exists()
     md = (run / "evaluation.md").read_text()  # published numbers belong to real Sprites only
     assert "published" not in md and "motion acc (%)" in md
+    assert "Judge `judge.pt` (its own accuracy on the real test clips: motion" in md
     assert "<th>H(y|x)</th>" in html  # Markdown tables become HTML tables, escaped pipes kept
     other = tmp_path / "other.pt"
     assert main(["judge", "train", "--data", "npz", "--data-path", str(tmp_path / "x.npz"),
