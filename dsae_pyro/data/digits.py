@@ -66,9 +66,11 @@ def mnist_glyphs(root: str | os.PathLike, train: bool, size: int = GLYPH):
     try:
         ds = MNIST(str(root), train=train, download=False)
     except RuntimeError as e:
-        raise DataError(f"no MNIST under {root} ({e}); point data.path at the folder that holds "
-                        "MNIST/raw (e.g. after torchvision.datasets.MNIST(root, download=True)), "
-                        "or leave it empty for the built-in font digits") from e
+        raise DataError(f"no MNIST under {root}: torchvision finds no MNIST/raw files there. Give "
+                        "the folder that holds MNIST/raw (--mnist for `dsae data digits`, "
+                        "--data-path for `dsae train --data digits`; torchvision.datasets.MNIST(DIR, "
+                        "download=True) fetches it), or leave it out for the built-in font digits"
+                        ) from e
     x = ds.data.float()[:, None] / 255  # (N, 1, 28, 28); MNIST's digits sit in a 20x20 box
     glyphs = F.interpolate(x[..., 4:24, 4:24], size=(size, size), mode="area")[:, 0]
     return glyphs.clamp(0, 1).numpy(), ds.targets.numpy().astype(np.int64)
