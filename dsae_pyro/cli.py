@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_, description, out, pairs in (
             ("generate", "grids that fix f or z and sample the other",
              "Two grids (PNG and GIF): for each source clip, keep its f and sample z_1:T from the "
-             "learned prior (same sprite, new motion), and keep its z_1:T and sample f ~ N(0, I) "
-             "(same motion, new sprite).", "prefix of the two files (default: "
+             "learned prior (the appearance should stay, the motion change), and keep its z_1:T "
+             "and sample f ~ N(0, I) (the motion should stay, the appearance change).",
+             "prefix of the two files (default: "
              "RUN/generate_seed<S>; a folder: inside it)", "source clips"),
             ("swap", "style-transfer grid: swap f and z between test clips",
              "For pairs of test clips A and B, decode f of A with z_1:T of B and the reverse "

@@ -84,10 +84,12 @@ def generation_grids(run: Run, split: Split, fix_f_path, fix_z_path, n_clips: in
             f"f ~ p(f) #{k + 1}" for k in range(n_samples)]
     g = n_samples + 1
     return (save_clip_grid(fix_f_path, torch.stack(rows_f), labels_f,
-                           "Fix f, sample z_1:T from the learned prior: same sprite, new motion",
+                           "Fix f, sample z_1:T from the learned prior (a disentangled model keeps "
+                           "the appearance and changes the motion)",
                            groups=g),
             save_clip_grid(fix_z_path, torch.stack(rows_z), labels_z,
-                           "Fix z_1:T, sample f ~ N(0, I): same motion, new sprite", groups=g))
+                           "Fix z_1:T, sample f ~ N(0, I) (a disentangled model keeps the motion and "
+                           "changes the appearance)", groups=g))
 
 
 @torch.no_grad()
