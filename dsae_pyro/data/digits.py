@@ -96,9 +96,10 @@ def draw_clips(glyphs: np.ndarray, motion: np.ndarray, rng: np.random.Generator)
 
 def make_moving_digits(seed: int = 0, n_train: int = 6000, n_test: int = 1200,
                        mnist: str | os.PathLike | None = None) -> dict[str, Split]:
-    """{'train', 'test'} clips of moving digits. Font digits by default: every (digit, font) in
-    both splits, motions and starts drawn uniformly from `seed`; with `mnist`, MNIST's training
-    digits for the train split and its test digits for the test split (each digit used once)."""
+    """{'train', 'test'} clips of moving digits. Font digits by default: digit, font, motion and
+    start drawn uniformly from `seed` (at the default sizes every (digit, font) pair appears in
+    both splits); with `mnist`, MNIST's training digits for the train split and its test digits
+    for the test split (each image used at most once)."""
     rng = np.random.default_rng(seed)
     fonts = None if mnist else font_glyphs()
     out = {}
