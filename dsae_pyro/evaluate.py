@@ -43,12 +43,12 @@ def _judged(run, test, judge, bounds: dict, draws: int, seed: int, progress: boo
     scores["bounds"] = bounds
     scores["cosine"] = cosine_table(f, z, test.character, test.motion)
     scores["f_disentanglement"] = disentanglement_scores(f.numpy(), test.attributes, seed)
-    b, rec = scores["bounds"], scores["reconstruction"]
+    b, rec = bounds, scores["reconstruction"]
     names = test.schema.attribute_names
-    own = ", ".join(f"{k} {100 * v:.2f}%" for k, v in state.get("test_accuracy", {}).items())
     scores["judge"] = {"file": str(judge), "test_accuracy": state.get("test_accuracy", {})}
+    own = ", ".join(f"{k} {100 * v:.2f}%" for k, v in scores["judge"]["test_accuracy"].items())
     table = (f"Judge `{Path(judge).name}` (its own accuracy on the real test clips: {own}).\n\n"
-             + markdown_table(scores, published=d.name == "sprites")) + (
+             + markdown_table(scores, test.schema, published=d.name == "sprites")) + (
         f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
         "reconstructions (nothing resampled: the ceiling of both tests above): " + ", ".join(
             f"{k} {100 * v:.2f}%" for k, v in rec["judged"].items()) +

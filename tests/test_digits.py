@@ -131,11 +131,11 @@ def test_judge_and_protocol_follow_the_schema(tmp_path, digits):
     same = judge_generated(oracle, lambda x: (x, x), test, draws=1)
     assert all(same[k]["mean"] == 1 for k in ("motion_acc", "horizontal_acc", "vertical_acc",
                                                "digit_acc", "font_acc"))
-    table = markdown_table(same, published=False)
+    table = markdown_table(same, SCHEMA, published=False)
     assert "horizontal acc (%)" in table and "| digit | font |" in table and "±" not in table
     flipped = judge_generated(lambda c: oracle(c, flip=True), lambda x: (x, x), test, draws=2)
     assert flipped["horizontal_acc"]["mean"] == 1 and flipped["vertical_acc"]["mean"] == 0
-    assert flipped["motion_acc"]["mean"] == 0 and "±" in markdown_table(flipped, published=False)
+    assert flipped["motion_acc"]["mean"] == 0 and "±" in markdown_table(flipped, SCHEMA, published=False)
 
 
 def _write_idx(path, array, magic):

@@ -80,7 +80,7 @@ def test_protocol_random_model_scores_near_chance(split):
     assert scores["motion_acc"]["mean"] < 0.3  # chance 1/9
     assert scores["direction_acc"]["mean"] < 0.6  # chance 1/3
     assert all(scores[f"{a}_acc"]["mean"] < 0.5 for a in ATTRIBUTES)
-    table = markdown_table(scores)
+    table = markdown_table(scores, SPRITES)
     assert "this run" in table and all(name in table for name in PUBLISHED)
 
 

@@ -20,7 +20,7 @@ import pyro
 import torch
 from tqdm import tqdm
 
-from ..data import Split, to_tensor
+from ..data import Schema, Split, to_tensor
 from ..posterior import decode, encode
 from .bounds import importance_bound
 from .judge import head_accuracies
@@ -129,19 +129,17 @@ def dsae_generator(model, guide) -> Callable:
     return generate
 
 
-def markdown_table(scores: dict, published: bool = True) -> str:
-    """Our numbers, beside the published numbers on real Sprites when `published` (only
-    comparable on that dataset, and with the published papers' own judges). The columns follow
-    the scores: motion, its parts (`<part>_acc` keys ahead of IS) and the attributes after it."""
+def markdown_table(scores: dict, schema: Schema, published: bool = True) -> str:
+    """Our numbers for the heads of the clips' label `schema` (motion, its parts, the attributes),
+    beside the published numbers on real Sprites when `published` (only comparable on that
+    dataset, and with the published papers' own judges)."""
     def cell(k, scale=1.0, digits=3):
         s = scores[k]
         if s.get("draws") == 1:  # no spread to show
             return f"{s['mean'] * scale:.{digits}f}"
         return f"{s['mean'] * scale:.{digits}f} ± {s['std'] * scale:.{digits}f}"
 
-    keys = list(scores)
-    parts = [k[:-4] for k in keys[1:keys.index("IS")]]
-    attrs = [k[:-4] for k in keys[keys.index("H(y)") + 1:] if k.endswith("_acc")]
+    parts, attrs = [p for p, _ in schema.parts], schema.attribute_names
     rows = ["| model | motion acc (%) | IS | H(y\\|x) | H(y) | "
             + "".join(f"{p} acc (%) | " for p in parts),
             "|---|---|---|---|---|" + "---|" * len(parts),
