@@ -86,11 +86,10 @@ def draw_clips(glyphs: np.ndarray, motion: np.ndarray, rng: np.random.Generator)
     room = SIZE - g - np.abs(travel)
     start = (rng.random((n, 2)) * (room + 1)).astype(np.int64) + np.maximum(0, -travel)
     clips = np.zeros((n, FRAMES, SIZE, SIZE), np.float32)
-    rows, cols = np.arange(g), np.arange(g)
+    clip, span = np.arange(n)[:, None, None], np.arange(g)
     for t in range(FRAMES):
         r0, c0 = (start + t * velocity).T
-        idx = np.arange(n)[:, None, None]
-        clips[idx, t, (r0[:, None] + rows)[:, :, None], (c0[:, None] + cols)[:, None, :]] = glyphs
+        clips[clip, t, (r0[:, None] + span)[:, :, None], (c0[:, None] + span)[:, None, :]] = glyphs
     return np.round(clips * 255).astype(np.uint8)[..., None]
 
 
