@@ -23,8 +23,6 @@ from dsae_pyro.evaluate import evaluate_run
 from dsae_pyro.metrics.judge import save_judge, train_judge
 from dsae_pyro.train import train
 
-HEADS = ("motion", "horizontal", "vertical", "digit", "font")
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -57,19 +55,19 @@ def main() -> None:
             print(f"judge {seed}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in acc.items()))
         per_judge.append(evaluate_run(run_dir, path, draws=args.draws, progress=False)[0])
 
-    heads = [h for h in HEADS if f"{h}_acc" in per_judge[0]]
+    schema = data["test"].schema
+    heads = ["motion", *(part for part, _ in schema.parts), *schema.attribute_names]
 
     def cell(values):
         return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
 
-    rows = ["| test | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads)]
-    generated = [[s[f"{h}_acc"]["mean"] for s in per_judge] for h in heads]
-    rows.append("| fix z, sample f (motion heads) / fix f, sample z (digit, font) | "
-                + " | ".join(cell(v) for v in generated) + " |")
-    judged = {h: [s["reconstruction"]["judged"].get(h, np.nan) for s in per_judge] for h in heads}
-    rows.append("| reconstructions (the ceiling) | "
-                + " | ".join(cell(judged[h]) if h in per_judge[0]["reconstruction"]["judged"]
-                             else "" for h in heads) + " |")
+    rows = ["| test | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads),
+            f"| fix z, sample f (motion heads) / fix f, sample z ({', '.join(schema.attribute_names)})"
+            " | " + " | ".join(cell([s[f"{h}_acc"]["mean"] for s in per_judge]) for h in heads)
+            + " |",
+            "| reconstructions (the ceiling) | " + " | ".join(  # the judge has no part heads
+                cell([s["reconstruction"]["judged"][h] for s in per_judge])
+                if h in schema.heads else "" for h in heads) + " |"]
     table = (f"DSAE `{args.preset}` preset, {args.epochs} epochs; {args.judges} judges x {args.draws} "
              "draws, judge accuracy (%), mean ± std over judges:\n\n" + "\n".join(rows) + "\n")
     (out / "moving_digits.md").write_text(table)
