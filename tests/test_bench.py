@@ -32,3 +32,42 @@ def test_every_step_variant_trains_the_same_networks():
     assert max(first) / min(first) < 1.5
     times = side_by_side(variants, repeats=2, device=torch.device("cpu"), warmup=0)
     assert set(times) == set(variants) and all(t > 0 for t in times.values())
+
+
+@pytest.mark.parametrize("guide", ["factorized", "causal"])
+def test_one_sync_elbo_has_trace_elbos_value_and_gradients(guide):
+    """The sync-free ELBO of the GPU bench is Pyro's Trace_ELBO, value and gradients."""
+    from dsae_pyro.bench import OneSyncTrace_ELBO
+
+    cfg = tiny_config(guide=guide, prior="improved" if guide == "causal" else "lstm")
+    model, g = fresh(cfg, torch.device("cpu"))
+    x = torch.rand(2, 8, 3, 64, 64)
+    params = [*model.parameters(), *g.parameters()]
+    out = {}
+    for cls in (Trace_ELBO, OneSyncTrace_ELBO):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(7)
+        for p in params:
+            p.grad = None
+        loss = cls().loss_and_grads(model.model, g, x, kl_weight=0.5)
+        out[cls] = float(loss), [p.grad.clone() for p in params]
+    (want, want_grads), (got, got_grads) = out[Trace_ELBO], out[OneSyncTrace_ELBO]
+    assert got == pytest.approx(want, rel=1e-6)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in
+               zip(want_grads, got_grads, strict=True))
+    assert any(a.abs().sum() > 0 for a in got_grads)
+
+
+def test_one_sync_elbo_refuses_score_function_sites():
+    import pyro.distributions as dist
+
+    from dsae_pyro.bench import OneSyncTrace_ELBO
+
+    def model():
+        pyro.sample("c", dist.Bernoulli(0.5))
+
+    def guide():
+        pyro.sample("c", dist.Bernoulli(torch.tensor(0.3, requires_grad=True)))
+
+    with pytest.raises(ValueError, match="'c' is not reparameterized"):
+        OneSyncTrace_ELBO().loss_and_grads(model, guide)

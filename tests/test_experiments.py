@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import tiny_config
 
 from dsae_pyro.data import save_npz
@@ -24,6 +25,7 @@ SCRIPTS = {
     "probe_f.py": ["out/factorized-lstm"],  # after ablation.sh
     "dsprites_sample.py": ["sample.png"],
     "frozen_channels_last.py": [],
+    "profile_step.py": None,  # GPU only: test_profile_step_on_cpu_says_so
     "moving_digits.py": ["digits", "--preset", "tiny.toml", "--data-path", "digits.npz",
                          "--epochs", "1", "--judges", "2", "--judge-epochs", "1", "--draws", "1"],
     "betavae_sweep.py": ["sweep", "--objectives", "H", "tc:train.beta=6", "factorvae", "--seeds",
@@ -90,3 +92,10 @@ def test_standalone_scripts(tmp_path, script):
         assert len(list((tmp_path / "sweep").glob("*/evaluation.json"))) == 6
     else:
         assert (tmp_path / "sample.png").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without CUDA gets")
+def test_profile_step_on_cpu_says_so(tmp_path):
+    cmd = [sys.executable, str(EXPERIMENTS / "profile_step.py"), "--preset", "cpu"]
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "no CUDA device here" in done.stderr
