@@ -24,6 +24,7 @@ from torch.distributions import Normal
 from .config import Config
 from .guides import Guide, make_guide
 from .model import DSAE
+from .train import Run
 
 AS_TRAINED = "Pyro SVI (as trained)"
 EPOCH_CLIPS = 9000  # real Sprites' training split
@@ -141,20 +142,17 @@ def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[st
         optim = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr)
         variants[name] = partial(manual_step, model, guide, optim, x)
 
-    def svi_step(validate: bool):
-        # contiguous weights only: under pyro.module a channels_last weight is never trained
-        # (experiments/frozen_channels_last.py), so there is no Pyro channels_last row
+    def svi(elbo=Trace_ELBO, **adam) -> SVI:
+        """SVI on fresh networks with Adam as `dsae train` sets it, `adam` changing settings.
+        Contiguous weights only: under pyro.module a channels_last weight is never trained
+        (experiments/frozen_channels_last.py), so there is no Pyro channels_last row."""
         m, g = fresh(cfg, device)
-        svi = SVI(m.model, g, Adam({"lr": lr}), Trace_ELBO())
+        return SVI(m.model, g, Adam({**Run.optimiser_settings(cfg), **adam}), elbo())
 
-        def step():
-            with pyro.validation_enabled(validate):
-                return svi.step(x)
-        return step
-
-    variants[AS_TRAINED] = svi_step(False)
-    variants["Pyro SVI, validation on"] = svi_step(True)
-
+    variants[AS_TRAINED] = partial(_svi_step, svi(), x)
+    variants["Pyro SVI, validation on"] = partial(_svi_step, svi(), x, validate=True)
+    variants["Pyro SVI, torch's default Adam (multi-tensor)"] = partial(_svi_step, svi(fused=None),
+                                                                        x)
     m2, g2 = fresh(cfg, device)
     optim2 = torch.optim.Adam([*m2.parameters(), *g2.parameters()], lr=lr)
     elbo = Trace_ELBO()
@@ -168,19 +166,13 @@ def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[st
         return loss.detach()
 
     variants["Pyro ELBO + one torch.optim.Adam"] = lean_step
-    if device.type == "cuda":  # levers against launch and sync overhead (GPU only)
-        for name, adam, elbo_cls in (
-                ("Pyro SVI + fused Adam", {"fused": True}, Trace_ELBO),
-                ("Pyro SVI, one sync a step", {}, OneSyncTrace_ELBO),
-                ("Pyro SVI, one sync + fused Adam", {"fused": True}, OneSyncTrace_ELBO)):
-            m, g = fresh(cfg, device)
-            svi = SVI(m.model, g, Adam({"lr": lr, **adam}), elbo_cls())
-            variants[name] = partial(_quiet_step, svi, x)
+    if device.type == "cuda":  # does Pyro's .item() per sample site stall the GPU?
+        variants["Pyro SVI, one sync a step"] = partial(_svi_step, svi(OneSyncTrace_ELBO), x)
     return variants
 
 
-def _quiet_step(svi: SVI, x: torch.Tensor) -> float:
-    with pyro.validation_enabled(False):
+def _svi_step(svi: SVI, x: torch.Tensor, validate: bool = False) -> float:
+    with pyro.validation_enabled(validate):
         return svi.step(x)
 
 
@@ -213,7 +205,7 @@ def bench_steps(cfg: Config, device: torch.device, batch: int, repeats: int,
     if compile_nets and not only:
         m, g = fresh(cfg, device)
         m.decoder, g.encoder = torch.compile(m.decoder), torch.compile(g.encoder)
-        svi = SVI(m.model, g, Adam({"lr": cfg.train.lr}), Trace_ELBO())
+        svi = SVI(m.model, g, Adam(Run.optimiser_settings(cfg)), Trace_ELBO())
         try:  # the first call compiles (a C++ toolchain on CPU); keep the variant if it works
             start = time.perf_counter()
             svi.step(x)
@@ -223,7 +215,7 @@ def bench_steps(cfg: Config, device: torch.device, batch: int, repeats: int,
             print(f"torch.compile failed, variant skipped: {type(e).__name__}: {e}"[:300])
     if device.type == "cuda":
         m, g = fresh(cfg, device)
-        svi_bf16 = SVI(m.model, g, Adam({"lr": cfg.train.lr}), Trace_ELBO())
+        svi_bf16 = SVI(m.model, g, Adam(Run.optimiser_settings(cfg)), Trace_ELBO())
 
         def bf16_step():
             with torch.autocast("cuda", dtype=torch.bfloat16), pyro.validation_enabled(False):
@@ -308,15 +300,18 @@ LEGEND = """What the step variants are (all on one random batch, the same initia
 - hand-written PyTorch: `manual_loss` (the same networks and the same -ELBO, draw for draw, as
   Trace_ELBO: pinned by tests/test_bench.py), `torch.optim.Adam`, no distribution argument checks;
 - Pyro SVI (as trained): what `dsae train` runs: `SVI(model, guide, pyro.optim.Adam, Trace_ELBO())`
-  with validation off during training and contiguous weights;
+  with fused Adam, validation off during training and contiguous weights;
 - hand-written + channels_last: the same step with channels_last conv weights, to show what that
   layout would be worth. Pyro cannot use it: `pyro.module` registers a `.contiguous()` copy of such
   a weight and trains the copy, so the weight the network uses never changes
   (`experiments/frozen_channels_last.py`);
-- the other rows change one lever each: Pyro validation on, one multi-tensor `torch.optim.Adam`
-  with `Trace_ELBO().differentiable_loss` instead of SVI's per-parameter optimisers, `torch.compile`
-  of the frame encoder and decoder (compiling is not counted), and on a GPU bf16 autocast (for
-  both steps). An epoch is 9,000 clips (real Sprites' training split) at that step's rate.
+- the other rows change one lever each: Pyro validation on; torch's default (multi-tensor) Adam,
+  which under Pyro's one optimiser per parameter launches a dozen kernels per tensor; one
+  multi-tensor `torch.optim.Adam` with `Trace_ELBO().differentiable_loss` instead of SVI's
+  per-parameter optimisers; `torch.compile` of the frame encoder and decoder (compiling is not
+  counted); on a GPU bf16 autocast (for both steps) and a Trace_ELBO that keeps the ELBO on the
+  device (`OneSyncTrace_ELBO`: Pyro's reads each site's log-probability with `.item()`, ~20 GPU
+  syncs a step). An epoch is 9,000 clips (real Sprites' training split) at that step's rate.
 `paper` on a CPU runs at batch 2 with 3 repeats (about 7 s a step), so its ratio is a rough one."""
 
 

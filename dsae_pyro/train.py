@@ -77,7 +77,6 @@ class Run(Checkpointed):
         # layout (channels_last), which the forward pass never reads (experiments/frozen_channels_last.py)
         model, guide = DSAE(cfg.model).to(device), make_guide(cfg.model).to(device)
         t = cfg.train
-        optim = Adam({"lr": t.lr, "betas": (t.beta1, t.beta2)})
         elbo_cls = Trace_ELBO if t.elbo == "trace" else TraceMeanField_ELBO
         elbo = elbo_cls(num_particles=t.num_particles)
         objective = elbo
@@ -85,7 +84,7 @@ class Run(Checkpointed):
             objective = ContrastiveLoss(t.nce_f_weight, t.nce_z_weight, t.mi_weight, t.temperature)
         loss = (DistributedLoss(objective, model, guide, world=world) if world.size > 1
                 else objective)
-        svi = SVI(model.model, guide, optim, loss)
+        svi = SVI(model.model, guide, Adam(cls.optimiser_settings(cfg)), loss)
         if world.size > 1:
             pyro.set_rng_seed(world.noise_seed(t.seed))  # each rank draws its own noise
         return cls(cfg, model, guide, svi, device, elbo, world)
@@ -94,8 +93,9 @@ class Run(Checkpointed):
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model, "guide": self.guide}
 
-    def optimiser_settings(self) -> dict:
-        return {"lr": self.cfg.train.lr, "betas": (self.cfg.train.beta1, self.cfg.train.beta2)}
+    @classmethod
+    def optimiser_settings(cls, cfg: Config) -> dict:
+        return {**super().optimiser_settings(cfg), "betas": (cfg.train.beta1, cfg.train.beta2)}
 
     # --- one epoch -----------------------------------------------------------------------------
     def batches(self, n: int, epoch: int):

@@ -62,7 +62,8 @@ class BetaVAERun(Checkpointed):
                 "factorvae": lambda: FactorVAELoss(t.factor_gamma, cfg.model.latents, t.disc_lr,
                                                    t.disc_hidden, t.disc_layers).to(device),
                 }[t.objective]()
-        return cls(cfg, vae, SVI(vae.model, vae.guide, Adam({"lr": t.lr}), loss), device)
+        svi = SVI(vae.model, vae.guide, Adam(cls.optimiser_settings(cfg)), loss)
+        return cls(cfg, vae, svi, device)
 
     @property
     def beta(self) -> float:
