@@ -199,7 +199,7 @@ class Checkpointed:
         """Adam's settings from the config: they replace the saved ones on resume, so that a
         run resumed with another learning rate uses it (torch would restore the saved one).
         Fused Adam: Pyro gives every parameter its own optimiser, where torch's default multi-tensor
-        path degenerates into a dozen kernels per tensor; the fused kernel is one (1.11x -> 1.04x
+        path degenerates into a dozen kernels per tensor; the fused kernel is one (1.14x -> 1.06x
         the hand-written step on 2 CPU cores, 9 ms less GPU time a paper-preset step: BENCHMARKS.md)."""
         return {"lr": cfg.train.lr, "fused": True}
 
