@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from .aggregate import mws_mutual_information
-from .data.views import recolour, shuffle_frames
+from .data.views import mirror, recolour, shuffle_frames
 from .posterior import Posterior
 
 
@@ -48,10 +48,10 @@ class ContrastiveLoss:
 
     def __init__(self, f_weight: float = 1.0, z_weight: float = 1.0, mi_weight: float = 1.0,
                  temperature: float = 0.5, dataset_size: int = 9000,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, f_view: str = "shuffle"):
         self.f_weight, self.z_weight, self.mi_weight = f_weight, z_weight, mi_weight
         self.temperature, self.dataset_size = temperature, dataset_size
-        self.generator = generator
+        self.generator, self.f_view = generator, f_view
         self.terms: dict[str, float] = {}
 
     def __call__(self, model, guide, x: torch.Tensor, **kwargs) -> torch.Tensor:
@@ -69,9 +69,12 @@ class ContrastiveLoss:
         # q's parameters and samples, z_1:T flattened to (B, T * Z); for the full and causal
         # guides q(z_t) is read given the sampled f and z_<t
         post = Posterior.of_trace(g, frames)
-        if self.f_weight:  # I(x; f): positives are the clip with its frames shuffled
+        if self.f_weight:  # I(x; f): positives are the clip with its frames shuffled (and mirrored)
+            view = shuffle_frames(x, self.generator)
+            if self.f_view == "shuffle_mirror":
+                view = mirror(view)
             with poutine.block():
-                shuffled = poutine.trace(guide).get_trace(shuffle_frames(x, self.generator))
+                shuffled = poutine.trace(guide).get_trace(view)
             nce_f = info_nce(post.f_loc, shuffled.nodes["f"]["fn"].base_dist.loc, self.temperature)
             loss = loss - self.f_weight * batch * nce_f
             self.terms["nce_f"] = nce_f.item()

@@ -81,7 +81,8 @@ class Run(Checkpointed):
         elbo = elbo_cls(num_particles=t.num_particles)
         objective = elbo
         if t.objective == "contrastive":
-            objective = ContrastiveLoss(t.nce_f_weight, t.nce_z_weight, t.mi_weight, t.temperature)
+            objective = ContrastiveLoss(t.nce_f_weight, t.nce_z_weight, t.mi_weight, t.temperature,
+                                        f_view=t.nce_f_view)
         loss = (DistributedLoss(objective, model, guide, world=world) if world.size > 1
                 else objective)
         svi = SVI(model.model, guide, Adam(cls.optimiser_settings(cfg)), loss)

@@ -96,3 +96,29 @@ def test_each_term_moves_the_loss_and_training_logs_them(tmp_path, tiny_data):
     assert {"train_nce_f", "train_nce_z", "train_mi_fz"} <= set(h)
     assert all(math.isfinite(h[k]) for k in ("train_nce_f", "train_nce_z", "train_mi_fz"))
     assert h["train_nce_f"] <= math.log(cfg.train.batch_size) + 1e-6
+
+
+def test_mirror_swaps_left_and_right_and_nothing_else():
+    from dsae_pyro.data.views import mirror
+
+    x = torch.rand(2, 3, 3, 4, 5)
+    y = mirror(x)
+    assert torch.equal(y[..., 0], x[..., 4]) and torch.equal(y[..., 2], x[..., 2])
+    assert torch.equal(mirror(y), x) and torch.allclose(y.sum(-1), x.sum(-1))
+
+
+def test_the_mirrored_view_changes_the_f_term_only():
+    """train.nce_f_view picks f's positive view; the ELBO and the z term do not depend on it."""
+    cfg = tiny_config()
+    model, guide = DSAE(cfg.model), make_guide(cfg.model)
+    x = torch.rand(4, 8, 3, 64, 64)
+    terms = {}
+    for view in ("shuffle", "shuffle_mirror"):
+        pyro.set_rng_seed(0)
+        loss = ContrastiveLoss(1.0, 1.0, 0.0, generator=torch.Generator().manual_seed(1),
+                               f_view=view)
+        loss.differentiable_loss(model.model, guide, x)
+        terms[view] = loss.terms
+    a, b = terms["shuffle"], terms["shuffle_mirror"]
+    assert a["neg_elbo"] == b["neg_elbo"] and a["nce_z"] == pytest.approx(b["nce_z"])
+    assert a["nce_f"] != b["nce_f"]

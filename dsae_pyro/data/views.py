@@ -6,8 +6,8 @@ the latents can learn, not about the objective (see `train.f_source` and `train.
   character's clips share (weak supervision by identity);
 - `recolour`: the clip with its colours scrambled, for q(z): z_1:T then cannot learn colours, so
   skin and clothes colours must come from f (unsupervised, like C-DSVAE's motion augmentation).
-`shuffle_frames` and `recolour` are also the positive pairs of the contrastive objective
-(`objectives.ContrastiveLoss`): one keeps the appearance, the other the motion.
+`shuffle_frames` (optionally then `mirror`) and `recolour` are also the positive pairs of the
+contrastive objective (`objectives.ContrastiveLoss`): one keeps the appearance, the other the motion.
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def shuffle_frames(x: torch.Tensor, generator: torch.Generator | None = None) ->
     same = (order == torch.arange(t)).all(-1)
     order[same] = order[same].roll(1, -1)  # the identity, rolled by one, is never the identity
     return x[torch.arange(b)[:, None], order.to(x.device)]
+
+
+def mirror(x: torch.Tensor) -> torch.Tensor:
+    """Clips (B, T, C, H, W) flipped left-right: a sprite walking left now walks right, and the
+    appearance of a (nearly symmetric) character survives."""
+    return x.flip(-1)
 
 
 def recolour(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
