@@ -133,6 +133,17 @@ def fresh(cfg: Config, device: torch.device, seed: int = 0, channels_last: bool 
     return model, guide
 
 
+def fresh_svi(cfg: Config, device: torch.device, elbo=Trace_ELBO, compile_nets: bool = False,
+              **adam) -> SVI:
+    """SVI on fresh networks with Adam as `dsae train` sets it, `adam` changing settings.
+    Contiguous weights only: under pyro.module a channels_last weight is never trained
+    (experiments/frozen_channels_last.py), so there is no Pyro channels_last row."""
+    m, g = fresh(cfg, device)
+    if compile_nets:
+        m.decoder, g.encoder = torch.compile(m.decoder), torch.compile(g.encoder)
+    return SVI(m.model, g, Adam({**Run.optimiser_settings(cfg), **adam}), elbo())
+
+
 def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[str, Callable]:
     """The training step written several ways, each on its own copy of the same networks."""
     lr = cfg.train.lr
@@ -142,17 +153,11 @@ def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[st
         optim = torch.optim.Adam([*model.parameters(), *guide.parameters()], lr=lr)
         variants[name] = partial(manual_step, model, guide, optim, x)
 
-    def svi(elbo=Trace_ELBO, **adam) -> SVI:
-        """SVI on fresh networks with Adam as `dsae train` sets it, `adam` changing settings.
-        Contiguous weights only: under pyro.module a channels_last weight is never trained
-        (experiments/frozen_channels_last.py), so there is no Pyro channels_last row."""
-        m, g = fresh(cfg, device)
-        return SVI(m.model, g, Adam({**Run.optimiser_settings(cfg), **adam}), elbo())
-
-    variants[AS_TRAINED] = partial(_svi_step, svi(), x)
-    variants["Pyro SVI, validation on"] = partial(_svi_step, svi(), x, validate=True)
-    variants["Pyro SVI, torch's default Adam (multi-tensor)"] = partial(_svi_step, svi(fused=None),
-                                                                        x)
+    variants[AS_TRAINED] = partial(_svi_step, fresh_svi(cfg, device), x)
+    variants["Pyro SVI, validation on"] = partial(_svi_step, fresh_svi(cfg, device), x,
+                                                 validate=True)
+    variants["Pyro SVI, torch's default Adam (multi-tensor)"] = partial(
+        _svi_step, fresh_svi(cfg, device, fused=None), x)
     m2, g2 = fresh(cfg, device)
     optim2 = torch.optim.Adam([*m2.parameters(), *g2.parameters()], lr=lr)
     elbo = Trace_ELBO()
@@ -167,7 +172,8 @@ def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[st
 
     variants["Pyro ELBO + one torch.optim.Adam"] = lean_step
     if device.type == "cuda":  # does Pyro's .item() per sample site stall the GPU?
-        variants["Pyro SVI, one sync a step"] = partial(_svi_step, svi(OneSyncTrace_ELBO), x)
+        variants["Pyro SVI, one sync a step"] = partial(
+            _svi_step, fresh_svi(cfg, device, OneSyncTrace_ELBO), x)
     return variants
 
 
@@ -203,9 +209,7 @@ def bench_steps(cfg: Config, device: torch.device, batch: int, repeats: int,
     x = torch.rand(batch, cfg.model.frames, *cfg.model.image_shape, device=device)
     variants = step_variants(cfg, device, x)
     if compile_nets and not only:
-        m, g = fresh(cfg, device)
-        m.decoder, g.encoder = torch.compile(m.decoder), torch.compile(g.encoder)
-        svi = SVI(m.model, g, Adam(Run.optimiser_settings(cfg)), Trace_ELBO())
+        svi = fresh_svi(cfg, device, compile_nets=True)
         try:  # the first call compiles (a C++ toolchain on CPU); keep the variant if it works
             start = time.perf_counter()
             svi.step(x)
@@ -214,8 +218,7 @@ def bench_steps(cfg: Config, device: torch.device, batch: int, repeats: int,
         except Exception as e:  # noqa: BLE001 - report and go on without it
             print(f"torch.compile failed, variant skipped: {type(e).__name__}: {e}"[:300])
     if device.type == "cuda":
-        m, g = fresh(cfg, device)
-        svi_bf16 = SVI(m.model, g, Adam(Run.optimiser_settings(cfg)), Trace_ELBO())
+        svi_bf16 = fresh_svi(cfg, device)
 
         def bf16_step():
             with torch.autocast("cuda", dtype=torch.bfloat16), pyro.validation_enabled(False):
