@@ -8,7 +8,8 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
                  + w_mi B I_mws(f; z_1:T)
 
 - shuffling frames keeps the appearance and destroys the motion, so the f of a clip must match the
-  f of its shuffled self and differ from the other clips' f;
+  f of its shuffled self and differ from the other clips' f; the direction a sprite faces survives
+  shuffling, so `f_view="shuffle_mirror"` also mirrors that view left-right (left <-> right);
 - recolouring (`data.views.recolour`) keeps the motion and destroys the colours, so z_1:T must match
   across the two and differ between clips;
 - I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch sampling
