@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from .aggregate import mws_mutual_information
+from .config import NCE_F_VIEWS
 from .data.views import mirror, recolour, shuffle_frames
 from .posterior import Posterior
 
@@ -52,6 +53,8 @@ class ContrastiveLoss:
                  generator: torch.Generator | None = None, f_view: str = "shuffle"):
         self.f_weight, self.z_weight, self.mi_weight = f_weight, z_weight, mi_weight
         self.temperature, self.dataset_size = temperature, dataset_size
+        if f_view not in NCE_F_VIEWS:
+            raise ValueError(f"f_view={f_view!r}: choose one of {', '.join(NCE_F_VIEWS)}")
         self.generator, self.f_view = generator, f_view
         self.terms: dict[str, float] = {}
 

@@ -122,3 +122,5 @@ def test_the_mirrored_view_changes_the_f_term_only():
     a, b = terms["shuffle"], terms["shuffle_mirror"]
     assert a["neg_elbo"] == b["neg_elbo"] and a["nce_z"] == pytest.approx(b["nce_z"])
     assert a["nce_f"] != b["nce_f"]
+    with pytest.raises(ValueError, match="f_view='mirror': choose one of shuffle, shuffle_mirror"):
+        ContrastiveLoss(f_view="mirror")
