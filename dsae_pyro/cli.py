@@ -166,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
                        "evaluation.json/.md/.png and cosine.png into the run folder and adds them "
                        "to report.html.")
     e.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
-    e.add_argument("--judge", help="a judge trained on the same dataset (`dsae judge train`); "
-                   "without it only what needs no labels runs: reconstruction and the bounds")
+    e.add_argument("--judge", nargs="+", action="extend", metavar="JUDGE",
+                   help="a judge trained on the same dataset (`dsae judge train`), or several "
+                   "(e.g. from --seed 0 1 2): each scores the same clips and the tables give the "
+                   "mean ± std over judges x draws; without one only what needs no labels runs: "
+                   "reconstruction and the bounds")
     e.add_argument("--draws", type=_positive, default=3, help="random draws to average over")
     e.add_argument("--seed", type=int, default=0, help="the draws' random seed")
     e.add_argument("--max-clips", type=_count, default=0,

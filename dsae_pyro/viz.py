@@ -121,29 +121,37 @@ def plot_history(path: str | Path, history: list[dict]) -> Path:
     return Path(path)
 
 
-def scores_figure(scores: dict, schema: Schema, published_motion: float | None = None) -> Figure:
-    """Judge accuracies of `dsae evaluate` (mean ± std over draws) against chance, for the heads
-    of the clips' label `schema`."""
+def scores_figure(scores: dict, schema: Schema, published_motion: float | None = None,
+                  training: str = "") -> Figure:
+    """Judge accuracies of `dsae evaluate` (mean ± std over judges x draws, each judge's mean as a
+    dot) against chance, for the heads of the clips' label `schema`; `training` names what the
+    run read (objective, views, labels) under the title."""
     keys = [k for k in scores if k.endswith("_acc")]
     chance = {"motion_acc": 1 / schema.motions,
               **{f"{p}_acc": 1 / len(values) for p, values in schema.parts},
               **{f"{a}_acc": 1 / n for a, n in schema.attributes}}
-    fig = Figure(figsize=(7, 3.4), dpi=100)
+    fig = Figure(figsize=(7.5, 3.6), dpi=100)
     ax = fig.subplots()
     x = np.arange(len(keys))
     kept_motion = 1 + len(schema.parts)
     ax.bar(x, [100 * scores[k]["mean"] for k in keys], yerr=[100 * scores[k]["std"] for k in keys],
            color=["tab:blue"] * kept_motion + ["tab:orange"] * (len(keys) - kept_motion), capsize=3)
+    judges = scores[keys[0]].get("judges", 1)
+    if judges > 1:
+        for j in range(judges):
+            ax.scatter(x + 0.25 * (j / (judges - 1) - 0.5), [100 * scores[k]["per_judge"][j]
+                                                           for k in keys],
+                       s=10, color="0.15", zorder=3, label="each judge" if j == 0 else None)
     ax.scatter(x, [100 * chance[k] for k in keys], marker="_", s=300, color="k",
                label="chance", zorder=3)
     if published_motion is not None:
         ax.scatter([0], [published_motion], marker="*", s=120, color="tab:red", zorder=3,
-                   label="DSVAE published")
+                   label="DSVAE published\n(unsupervised,\nown judge)")
     ax.set_xticks(x, [k.removesuffix("_acc") for k in keys])
     ax.set_ylim(0, 105)
     ax.set_ylabel("judge accuracy (%)")
-    ax.set_title("Fix z, sample f: motion kept? (blue)   fix f, sample z: appearance kept? (orange)",
-                 fontsize=9)
+    ax.set_title("Fix z, sample f: motion kept? (blue)   fix f, sample z: appearance kept? (orange)"
+                 + (f"\nthis run: {training}" if training else ""), fontsize=8.5)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never on them
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

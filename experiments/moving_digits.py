@@ -46,14 +46,15 @@ def main() -> None:
     train(cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(), progress=False)
 
     data = load_dataset(cfg.data.name, cfg.data.path, cfg.data.seed, progress=False)
-    per_judge = []
+    judges = []
     for seed in range(args.judges):
         path = out / f"judge{seed}.pt"
         if not path.is_file():
             judge, acc = train_judge(data, epochs=args.judge_epochs, seed=seed, progress=False)
             save_judge(path, judge, data_identity(cfg.data.name, cfg.data.path, cfg.data.seed), acc)
             print(f"judge {seed}: " + ", ".join(f"{k} {100 * v:.2f}%" for k, v in acc.items()))
-        per_judge.append(evaluate_run(run_dir, path, draws=args.draws, progress=False)[0])
+        judges.append(path)
+    scores = evaluate_run(run_dir, judges, draws=args.draws, progress=False)[0]
 
     schema = data["test"].schema
     heads = ["motion", *(part for part, _ in schema.parts), *schema.attribute_names]
@@ -63,10 +64,9 @@ def main() -> None:
 
     rows = ["| test | " + " | ".join(heads) + " |", "|---|" + "---|" * len(heads),
             f"| fix z, sample f (motion heads) / fix f, sample z ({', '.join(schema.attribute_names)})"
-            " | " + " | ".join(cell([s[f"{h}_acc"]["mean"] for s in per_judge]) for h in heads)
-            + " |",
+            " | " + " | ".join(cell(scores[f"{h}_acc"]["per_judge"]) for h in heads) + " |",
             "| reconstructions (the ceiling) | " + " | ".join(  # the judge has no part heads
-                cell([s["reconstruction"]["judged"][h] for s in per_judge])
+                cell([e[h] for e in scores["reconstruction"]["judged_each"]])
                 if h in schema.heads else "" for h in heads) + " |"]
     table = (f"DSAE `{args.preset}` preset, {args.epochs} epochs; {args.judges} judges x {args.draws} "
              "draws, judge accuracy (%), mean ± std over judges:\n\n" + "\n".join(rows) + "\n")

@@ -150,6 +150,18 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     assert "published" not in md and "motion acc (%)" in md
     assert "Judge `judge.pt` (its own accuracy on the real test clips: motion" in md
     assert "<th>H(y|x)</th>" in html  # Markdown tables become HTML tables, escaped pipes kept
+    second = tmp_path / "judge1.pt"  # two judges: one set of clips, both judges' spread shown
+    assert main(["judge", "train", *data, "--epochs", "1", "--seed", "1", "--out", str(second),
+                 "--quiet"]) == 0
+    assert main(["evaluate", str(run), "--judge", str(judge), str(second), "--draws", "1",
+                 "--iw-samples", "2", "--iw-clips", "2"]) == 0
+    both = json.loads((run / "evaluation.json").read_text())
+    assert both["motion_acc"]["judges"] == 2 and len(both["motion_acc"]["per_judge"]) == 2
+    assert both["motion_acc"]["mean"] == pytest.approx(np.mean(both["motion_acc"]["per_judge"]))
+    assert len(both["reconstruction"]["judged_each"]) == 2 and len(both["judges"]) == 2
+    md = (run / "evaluation.md").read_text()
+    assert "Judge 2: `judge1.pt`" in md and "| judge 2 |" in md
+    assert "Training: objective elbo; q(f) reads the clip itself; no labels." in md
     other = tmp_path / "other.pt"
     assert main(["judge", "train", "--data", "npz", "--data-path", str(tmp_path / "x.npz"),
                  "--out", str(other), "--quiet"]) == 2  # missing file: a clear error

@@ -84,6 +84,35 @@ def test_protocol_random_model_scores_near_chance(split):
     assert "this run" in table and all(name in table for name in PUBLISHED)
 
 
+def test_several_judges_score_the_same_clips_and_keep_their_spread(split):
+    """A perfect judge and one that reads every motion as motion 0: by hand, the second scores
+    motion 1/9 (each motion holds a ninth of the clips) and every attribute 1."""
+    perfect = oracle(split)
+
+    def motion_blind(clips):
+        out = perfect(clips)
+        return {**out, "motion": torch.eye(9)[torch.zeros(len(clips), dtype=torch.long)]}
+
+    calls = []
+
+    def generate(x):
+        calls.append(len(x))
+        return x, x
+
+    scores = judge_generated([perfect, motion_blind], generate, split, draws=2)
+    assert sum(calls) == 2 * len(split)  # generated once per draw, not once per judge
+    m = scores["motion_acc"]
+    assert m["judges"] == 2 and m["draws"] == 2
+    assert m["per_judge"] == pytest.approx([1.0, 1 / 9])
+    assert m["mean"] == pytest.approx((1 + 1 / 9) / 2)
+    assert m["std"] == pytest.approx((1 - 1 / 9) / 2)  # two judges x two identical draws
+    assert scores["IS"]["per_judge"] == pytest.approx([9, 1])
+    assert scores["body_acc"]["mean"] == 1.0 and scores["body_acc"]["std"] == 0.0
+    table = markdown_table(scores, SPRITES)
+    assert "mean ± std over judges x draws" in table
+    assert "| judge 2 (mean over draws) | 11.11 |" in table  # each judge's own row
+
+
 def test_judge_trains_saves_and_guards_its_dataset(tmp_path, split):
     data = {"train": split, "test": split}
     judge, acc = train_judge(data, epochs=1, batch_size=18, progress=False)
