@@ -28,6 +28,9 @@ SCRIPTS = {
     "profile_step.py": None,  # GPU only: test_profile_step_on_cpu_says_so
     "moving_digits.py": ["digits", "--preset", "tiny.toml", "--data-path", "digits.npz",
                          "--epochs", "1", "--judges", "2", "--judge-epochs", "1", "--draws", "1"],
+    "nolabel_curve.py": ["curve", "--preset", "tiny.toml", "--max-epochs", "2", "--every", "1",
+                         "--judges", "2", "--judge-epochs", "1", "--draws", "1", "--max-clips", "18",
+                         "--iw-samples", "2"],
     "betavae_sweep.py": ["sweep", "--objectives", "H", "tc:train.beta=6", "factorvae", "--seeds",
                          "0", "1", "--steps", "4", "--images", "2000", "--num-train", "300",
                          "--num-eval", "200", "--set", "train.log_every=2",
@@ -78,6 +81,19 @@ def test_moving_digits(workdir):
     assert (workdir / "digits" / "moving_digits_swap.png").is_file()
     assert sorted(p.name for p in (workdir / "digits").glob("judge*.pt")) == ["judge0.pt",
                                                                               "judge1.pt"]
+
+
+def test_nolabel_curve_then_redraw(workdir):
+    out = run("nolabel_curve.py", SCRIPTS["nolabel_curve.py"], workdir)
+    curve = workdir / "curve"
+    assert sorted(p.name for p in curve.glob("e*")) == ["e1", "e2"]
+    rows = (curve / "curve.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,minutes,psnr,IS,IS_std,motion,motion_std")
+    assert "body_ceiling" in rows[0] and (curve / "curve.png").is_file()
+    assert out.count("| 2 |") == 1 and "tiny preset, npz, training seed 0; 2 judges" in (
+        curve / "curve.md").read_text()
+    again = run("nolabel_curve.py", ["curve", "--redraw", "--judges", "2"], workdir)
+    assert again.splitlines()[-1] == out.splitlines()[-1]  # the same last row, nothing retrained
 
 
 @pytest.mark.parametrize("script", ["dsprites_sample.py", "frozen_channels_last.py",
