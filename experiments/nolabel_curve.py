@@ -6,8 +6,10 @@ a snapshot after each segment (OUT/eN: checkpoint, history, config), scores each
 every judge (`dsae evaluate`: fix z_1:T and sample f, is the motion kept? fix f and sample z_1:T,
 are the attributes kept? and the judges on reconstructions, the ceiling of both), and writes
 OUT/curve.csv, OUT/curve.md and OUT/curve.png: every head's accuracy (mean ± std over judges x
-draws) and its reconstruction ceiling against training minutes. Re-running resumes whatever
-stopped; the minutes are the run's own training time (history.json), evaluations excluded.
+draws) and its reconstruction ceiling against training minutes; OUT/hardest.png shows the
+reconstructions, early to late, of one test clip per skin tone and per trousers colour.
+Re-running resumes whatever stopped; the minutes are the run's own training time (history.json),
+evaluations excluded.
 
     python experiments/nolabel_curve.py runs/curve --sheets ../shared/data/sprites-lpc \
         --preset nolabel --minutes 120
@@ -27,12 +29,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-from dsae_pyro.data import data_identity, load_dataset  # noqa: E402
+from dsae_pyro.data import data_identity, load_dataset, to_tensor  # noqa: E402
 from dsae_pyro.evaluate import evaluate_run  # noqa: E402
 from dsae_pyro.metrics.judge import save_judge, train_judge  # noqa: E402
+from dsae_pyro.posterior import decode, encode  # noqa: E402
 from dsae_pyro.runs import run_config  # noqa: E402
-from dsae_pyro.train import train  # noqa: E402
+from dsae_pyro.train import load_run_and_test, train  # noqa: E402
+from dsae_pyro.viz import clip_figure  # noqa: E402
 
 GOAL = {"accuracy": 95.0, "IS": 8.5}  # the targets for no-label Sprites on 2 CPU cores
 SNAPSHOT_FILES = ("checkpoint.pt", "history.json", "config.toml")
@@ -110,6 +115,29 @@ def figure(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def hardest_cases(snapshots: list[Path], path: Path, rows: int = 4) -> None:
+    """Reconstructions by snapshots from first to last of one test clip per value of the two
+    attributes the decoder draws worst on Sprites (body: skin tone; bottom: trousers), first
+    frame each, under the real frames: what the judges on reconstructions read."""
+    picked = snapshots[::max(1, -(-len(snapshots) // (rows - 1)))][:rows - 1] + snapshots[-1:]
+    picked = list(dict.fromkeys(picked))
+    _, test = load_run_and_test(picked[0])
+    names = test.schema.attribute_names
+    cols = [a for a in ("body", "bottom") if a in names] or names[:2]
+    idx = [int(np.flatnonzero(test.attributes[:, names.index(a)] == v)[0])
+           for a in cols for v in np.unique(test.attributes[:, names.index(a)])]
+    x = to_tensor(test.x[idx])
+    images = [x[:, 0]]
+    for snap in picked:
+        run, _ = load_run_and_test(snap)
+        images.append(decode(run.model, encode(run.guide, x).as_data())[:, 0])
+    labels = ["real"] + [f"epoch {trained_minutes(p)[0]}, {trained_minutes(p)[1]:.0f} min"
+                         for p in picked]
+    fig = clip_figure(torch.stack(images), labels,
+                      f"one test clip per value of {' then '.join(cols)}, frame 1; reconstructions")
+    fig.savefig(path, dpi=110)
+
+
 def write_tables(out: Path, title: str, show: bool = True) -> list[dict]:
     """curve.csv, curve.md and curve.png from every scored snapshot in `out` (the table printed
     when `show`)."""
@@ -132,6 +160,7 @@ def write_tables(out: Path, title: str, show: bool = True) -> list[dict]:
            + " / ".join(f"{r[f'{k}_ceiling']:.0f}" for k in ceilings) + " |" for r in rows]
     (out / "curve.md").write_text(f"{title}\n\n" + "\n".join(md) + "\n")
     figure(rows, out / "curve.png", title)
+    hardest_cases(snapshots, out / "hardest.png")
     if show:
         print("\n".join(md))
     return rows

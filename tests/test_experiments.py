@@ -90,6 +90,7 @@ def test_nolabel_curve_then_redraw(workdir):
     rows = (curve / "curve.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,minutes,psnr,IS,IS_std,motion,motion_std")
     assert "body_ceiling" in rows[0] and (curve / "curve.png").is_file()
+    assert (curve / "hardest.png").is_file()
     assert out.count("| 2 |") == 1 and "tiny preset, npz, training seed 0; 2 judges" in (
         curve / "curve.md").read_text()
     again = run("nolabel_curve.py", ["curve", "--redraw", "--judges", "2"], workdir)
