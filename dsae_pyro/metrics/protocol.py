@@ -170,7 +170,9 @@ def markdown_table(scores: dict, schema: Schema, published: bool = True) -> str:
 
     parts, attrs = [p for p, _ in schema.parts], schema.attribute_names
     judges = scores["motion_acc"].get("judges", 1)
-    spread = "mean ± std over judges x draws" if judges > 1 else "mean ± std over draws"
+    draws = scores["motion_acc"].get("draws", 1)
+    spread = ("mean ± std over judges x draws" if judges > 1 else
+              "mean ± std over draws" if draws > 1 else "one draw, one judge")
     motion = ["motion_acc", "IS", "H(y|x)", "H(y)", *(f"{p}_acc" for p in parts)]
     scale = {k: (100, 2) if k.endswith("_acc") else (1, 3) for k in motion}
     rows = ["| model | motion acc (%) | IS | H(y\\|x) | H(y) | "
