@@ -69,13 +69,14 @@ def _judged(run, test, judges: list[Path], bounds: dict, draws: int, seed: int, 
     def on_recon(judged: dict) -> str:
         return ", ".join(f"{k} {100 * v:.2f}%" for k, v in judged.items())
 
-    who = "".join(f"Judge{f' {i + 1}:' if len(judges) > 1 else ''} `{Path(j['file']).name}` (its "
+    who = "".join(f"{'- ' if len(judges) > 1 else ''}Judge{f' {i + 1}:' if len(judges) > 1 else ''} "
+                  f"`{Path(j['file']).name}` (its "
                   f"own accuracy on the real test clips: {own(j)}).\n"
                   for i, j in enumerate(scores["judges"]))
     each = "".join(f" Judge {i + 1}: {on_recon(e)}." for i, e in enumerate(rec["judged_each"])
                    ) if len(judges) > 1 else ""
     scores["training"] = supervision(run.cfg.train)
-    table = (f"Training: {scores['training']}.\n{who}\n"
+    table = (f"Training: {scores['training']}.\n\n{who}\n"
              + markdown_table(scores, test.schema, published=d.name == "sprites")) + (
         f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
         "reconstructions (nothing resampled: the ceiling of both tests above"
