@@ -22,7 +22,7 @@ PRESET_DIR = Path(__file__).parent / "presets"
 LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
 ELBOS = ("trace", "meanfield")
 OBJECTIVES_DSAE = ("elbo", "contrastive")
-NCE_F_VIEWS = ("shuffle", "shuffle_mirror")
+NCE_F_VIEWS = ("shuffle", "shuffle_mirror", "shuffle_tiles")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
 DATASETS = ("synthetic", "sprites", "digits", "npz")
@@ -95,8 +95,9 @@ class TrainConfig:
     # preset): 100 / 100 / 1 was the best of the first runs (experiments/README.md)
     nce_f_weight: float = 100.0  # contrastive: weight of InfoNCE(f; f of the shuffled clip)
     nce_z_weight: float = 100.0  # contrastive: weight of InfoNCE(z; z of the recoloured clip)
-    # contrastive: f's positive view, the clip with its frames shuffled, or shuffled and mirrored
-    # left-right (then f cannot tell a sprite walking left from one walking right)
+    # contrastive: f's positive view, the clip with its frames shuffled, shuffled and mirrored
+    # left-right (then f cannot tell a sprite walking left from one walking right), or shuffled with
+    # each frame's 8x8 tiles in a random order (then f cannot tell front from side either)
     nce_f_view: str = "shuffle"
     mi_weight: float = 1.0  # contrastive: weight of the I(f; z_1:T) penalty
     temperature: float = 0.5  # contrastive: of the cosine critic

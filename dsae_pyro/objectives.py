@@ -9,7 +9,9 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
 
 - shuffling frames keeps the appearance and destroys the motion, so the f of a clip must match the
   f of its shuffled self and differ from the other clips' f; the direction a sprite faces survives
-  shuffling, so `f_view="shuffle_mirror"` also mirrors that view left-right (left <-> right);
+  shuffling, so `f_view="shuffle_mirror"` also mirrors that view left-right (left <-> right), and
+  `f_view="shuffle_tiles"` cuts every frame into 8x8-pixel tiles put back in a random order (the
+  colours survive; whether the sprite faces the viewer or the side does not);
 - recolouring (`data.views.recolour`) keeps the motion and destroys the colours, so z_1:T must match
   across the two and differ between clips;
 - I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch sampling
@@ -29,7 +31,7 @@ from pyro import poutine
 
 from .aggregate import mws_mutual_information
 from .config import NCE_F_VIEWS
-from .data.views import mirror, recolour, shuffle_frames
+from .data.views import mirror, recolour, shuffle_frames, shuffle_tiles
 from .posterior import Posterior
 
 
@@ -73,10 +75,12 @@ class ContrastiveLoss:
         # q's parameters and samples, z_1:T flattened to (B, T * Z); for the full and causal
         # guides q(z_t) is read given the sampled f and z_<t
         post = Posterior.of_trace(g, frames)
-        if self.f_weight:  # I(x; f): positives are the clip with its frames shuffled (and mirrored)
+        if self.f_weight:  # I(x; f): positives are the clip with its frames shuffled (and more)
             view = shuffle_frames(x, self.generator)
             if self.f_view == "shuffle_mirror":
                 view = mirror(view)
+            elif self.f_view == "shuffle_tiles":
+                view = shuffle_tiles(view, generator=self.generator)
             with poutine.block():
                 shuffled = poutine.trace(guide).get_trace(view)
             nce_f = info_nce(post.f_loc, shuffled.nodes["f"]["fn"].base_dist.loc, self.temperature)

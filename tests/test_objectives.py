@@ -10,8 +10,9 @@ from conftest import tiny_config, tiny_split
 from pyro.infer import Trace_ELBO
 
 from dsae_pyro.aggregate import mws_mutual_information
+from dsae_pyro.config import NCE_F_VIEWS
 from dsae_pyro.data import to_tensor
-from dsae_pyro.data.views import shuffle_frames
+from dsae_pyro.data.views import shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE
 from dsae_pyro.objectives import ContrastiveLoss, info_nce
@@ -64,6 +65,27 @@ def test_shuffled_frames_keep_the_frames_and_never_their_order():
     assert torch.equal(shuffle_frames(two), two.flip(1))  # T = 2: the only other order
 
 
+def test_shuffled_tiles_keep_each_frames_tiles_and_never_their_order():
+    """Every frame's tiles come back, in a new order drawn per frame; nothing crosses frames."""
+    x = torch.rand(3, 4, 3, 16, 24)  # 2 x 3 tiles of 8 x 8 pixels
+
+    def tiles(v):  # (B, T, tiles, C * 8 * 8)
+        return v.unfold(3, 8, 8).unfold(4, 8, 8).permute(0, 1, 3, 4, 2, 5, 6).flatten(4).flatten(2, 3)
+
+    for seed in range(10):
+        y = shuffle_tiles(x, generator=torch.Generator().manual_seed(seed))
+        a, b = tiles(x), tiles(y)
+        for i in range(3):
+            for t in range(4):
+                assert not torch.equal(a[i, t], b[i, t])
+                same = a[i, t][a[i, t, :, 0].argsort()], b[i, t][b[i, t, :, 0].argsort()]
+                assert torch.equal(*same)  # the same tiles, whole
+    two = torch.rand(1, 1, 1, 8, 16)  # two tiles: the only other order swaps them
+    assert torch.equal(shuffle_tiles(two), two.roll(8, -1))
+    with pytest.raises(ValueError, match="frames of 10x16 pixels do not split into 8x8 tiles"):
+        shuffle_tiles(torch.rand(1, 1, 1, 10, 16))
+
+
 @pytest.mark.parametrize("guide", ["factorized", "full"])
 def test_with_zero_weights_it_is_trace_elbo_value_and_gradients(guide):
     cfg = tiny_config(guide=guide)
@@ -113,14 +135,17 @@ def test_the_mirrored_view_changes_the_f_term_only():
     model, guide = DSAE(cfg.model), make_guide(cfg.model)
     x = torch.rand(4, 8, 3, 64, 64)
     terms = {}
-    for view in ("shuffle", "shuffle_mirror"):
+    for view in NCE_F_VIEWS:
         pyro.set_rng_seed(0)
         loss = ContrastiveLoss(1.0, 1.0, 0.0, generator=torch.Generator().manual_seed(1),
                                f_view=view)
         loss.differentiable_loss(model.model, guide, x)
         terms[view] = loss.terms
-    a, b = terms["shuffle"], terms["shuffle_mirror"]
-    assert a["neg_elbo"] == b["neg_elbo"] and a["nce_z"] == pytest.approx(b["nce_z"])
-    assert a["nce_f"] != b["nce_f"]
-    with pytest.raises(ValueError, match="f_view='mirror': choose one of shuffle, shuffle_mirror"):
+    a = terms["shuffle"]
+    for view in NCE_F_VIEWS[1:]:
+        assert a["neg_elbo"] == terms[view]["neg_elbo"] and a["nce_f"] != terms[view]["nce_f"]
+    # mirroring draws nothing, so the recolouring that follows is the same draw
+    assert a["nce_z"] == pytest.approx(terms["shuffle_mirror"]["nce_z"])
+    with pytest.raises(ValueError, match="f_view='mirror': choose one of shuffle, shuffle_mirror, "
+                                         "shuffle_tiles"):
         ContrastiveLoss(f_view="mirror")

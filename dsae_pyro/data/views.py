@@ -6,8 +6,9 @@ the latents can learn, not about the objective (see `train.f_source` and `train.
   character's clips share (weak supervision by identity);
 - `recolour`: the clip with its colours scrambled, for q(z): z_1:T then cannot learn colours, so
   skin and clothes colours must come from f (unsupervised, like C-DSVAE's motion augmentation).
-`shuffle_frames` (optionally then `mirror`) and `recolour` are also the positive pairs of the
-contrastive objective (`objectives.ContrastiveLoss`): one keeps the appearance, the other the motion.
+`shuffle_frames` (optionally then `mirror` or `shuffle_tiles`) and `recolour` are also the positive
+pairs of the contrastive objective (`objectives.ContrastiveLoss`): one keeps the appearance, the
+other the motion.
 """
 
 from __future__ import annotations
@@ -48,6 +49,26 @@ def mirror(x: torch.Tensor) -> torch.Tensor:
     """Clips (B, T, C, H, W) flipped left-right: a sprite walking left now walks right, and the
     appearance of a (nearly symmetric) character survives."""
     return x.flip(-1)
+
+
+def shuffle_tiles(x: torch.Tensor, tile: int = 8,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Clips (B, T, C, H, W) with every frame cut into tile x tile squares and the squares put back
+    in a random order drawn per frame (never the original one): the colours and small details
+    survive, the pose and the facing direction do not. H and W must be multiples of `tile`."""
+    b, t, c, h, w = x.shape
+    if h % tile or w % tile:
+        raise ValueError(f"shuffle_tiles: frames of {h}x{w} pixels do not split into {tile}x{tile} "
+                         "tiles; pick a tile size that divides both")
+    rows, cols = h // tile, w // tile
+    tiles = (x.reshape(b, t, c, rows, tile, cols, tile).permute(0, 1, 3, 5, 2, 4, 6)
+             .reshape(b, t, rows * cols, c, tile, tile))
+    order = torch.rand(b, t, rows * cols, generator=generator).argsort(-1)
+    same = (order == torch.arange(rows * cols)).all(-1)
+    order[same] = order[same].roll(1, -1)
+    order = order.to(x.device)[..., None, None, None].expand_as(tiles)
+    return (tiles.gather(2, order).reshape(b, t, rows, cols, c, tile, tile)
+            .permute(0, 1, 4, 2, 5, 3, 6).reshape(b, t, c, h, w))
 
 
 def recolour(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
