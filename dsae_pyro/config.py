@@ -100,6 +100,7 @@ class TrainConfig:
     # each frame's 8x8 tiles in a random order (then f cannot tell front from side either)
     nce_f_view: str = "shuffle"
     mi_weight: float = 1.0  # contrastive: weight of the I(f; z_1:T) penalty
+    swap_weight: float = 0.0  # contrastive: weight of InfoNCE(z; z read back after a new f)
     temperature: float = 0.5  # contrastive: of the cosine critic
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
@@ -230,7 +231,7 @@ class Config(Sectioned):
                                  "model.decoder_channels", "model.image_channels",
                                  "model.image_size"),
                    at_least_zero=("train.kl_warmup", "train.eval_clips", "train.keep", "train.nce_f_weight",
-                                  "train.nce_z_weight", "train.mi_weight"),
+                                  "train.nce_z_weight", "train.mi_weight", "train.swap_weight"),
                    unit=("train.beta1", "train.beta2"))
         if m.decoder_features and min(m.decoder_features) < 1:
             raise ConfigError(f"model.decoder_features must be empty or >= 1 in every entry, got "

@@ -6,6 +6,7 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
     loss = -ELBO - w_f B I_nce(f; f of the clip with its frames shuffled)
                  - w_z B I_nce(z_1:T; z_1:T of the clip recoloured)
                  + w_mi B I_mws(f; z_1:T)
+                 - w_swap B I_nce(z_1:T; z_1:T read back from frames drawn with z_1:T and a new f)
 
 - shuffling frames keeps the appearance and destroys the motion, so the f of a clip must match the
   f of its shuffled self and differ from the other clips' f; the direction a sprite faces survives
@@ -15,7 +16,10 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
 - recolouring (`data.views.recolour`) keeps the motion and destroys the colours, so z_1:T must match
   across the two and differ between clips;
 - I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch sampling
-  (Chen et al. 2018), is penalised so that the two latents do not carry the same thing.
+  (Chen et al. 2018), is penalised so that the two latents do not carry the same thing;
+- the swap term is the motion protocol made a loss: frames decoded from a clip's z_1:T with f drawn
+  from p(f) must give back that z_1:T to the guide (InfoNCE against the batch), so a new f cannot
+  turn the sprite around. Off by default (w_swap = 0); it costs a decoder and a guide pass.
 
 B is the batch size: the terms are summed over clips like the ELBO. With every weight 0 the loss is
 `Trace_ELBO`'s, value and gradients (tests/test_objectives.py).
@@ -47,18 +51,28 @@ def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torc
 class ContrastiveLoss:
     """The contrastive objective as a loss for `SVI(model, guide, optim, loss=ContrastiveLoss(...))`.
 
-    `terms` holds the last step's parts (nats per clip) for the training history; `dataset_size`
-    (the training split's size) scales the aggregate-posterior estimate."""
+    `terms` holds the last step's parts (nats per clip) for the training history, named as in
+    `TERMS`; `dataset_size` (the training split's size) scales the aggregate-posterior estimate."""
+
+    TERMS = {"nce_f": "InfoNCE(f; shuffled frames)", "nce_z": "InfoNCE(z; recoloured)",
+             "mi_fz": "I(f; z) estimate", "swap": "InfoNCE(z; re-read with a new f)"}
 
     def __init__(self, f_weight: float = 1.0, z_weight: float = 1.0, mi_weight: float = 1.0,
                  temperature: float = 0.5, dataset_size: int = 9000,
-                 generator: torch.Generator | None = None, f_view: str = "shuffle"):
+                 generator: torch.Generator | None = None, f_view: str = "shuffle",
+                 swap_weight: float = 0.0):
         self.f_weight, self.z_weight, self.mi_weight = f_weight, z_weight, mi_weight
+        self.swap_weight = swap_weight
         self.temperature, self.dataset_size = temperature, dataset_size
         if f_view not in NCE_F_VIEWS:
             raise ValueError(f"f_view={f_view!r}: choose one of {', '.join(NCE_F_VIEWS)}")
         self.generator, self.f_view = generator, f_view
         self.terms: dict[str, float] = {}
+
+    def active_terms(self) -> list[str]:
+        """The names in `TERMS` whose weight is not 0 (what a step reports)."""
+        weights = (self.f_weight, self.z_weight, self.mi_weight, self.swap_weight)
+        return [name for name, w in zip(self.TERMS, weights, strict=True) if w]
 
     def __call__(self, model, guide, x: torch.Tensor, **kwargs) -> torch.Tensor:
         return self.differentiable_loss(model, guide, x, **kwargs)
@@ -70,7 +84,7 @@ class ContrastiveLoss:
         loss = g.log_prob_sum() - m.log_prob_sum()  # -ELBO (scales from poutine.scale applied)
         batch, frames = x.shape[:2]
         self.terms = {"neg_elbo": loss.item() / batch}
-        if not (self.f_weight or self.z_weight or self.mi_weight):
+        if not (self.f_weight or self.z_weight or self.mi_weight or self.swap_weight):
             return loss
         # q's parameters and samples, z_1:T flattened to (B, T * Z); for the full and causal
         # guides q(z_t) is read given the sampled f and z_<t
@@ -99,4 +113,12 @@ class ContrastiveLoss:
                                         dataset_size=self.dataset_size)
             loss = loss + self.mi_weight * batch * mi
             self.terms["mi_fz"] = mi.item()
+        if self.swap_weight:  # z_1:T survives a new f: decode it with f ~ p(f), read it back
+            with poutine.block():
+                drawn = poutine.trace(poutine.condition(model, data=post.z_data())).get_trace(
+                    batch_size=batch, **kwargs)
+                back = poutine.trace(guide).get_trace(drawn.nodes["x"]["fn"].mean)
+            swap = info_nce(post.z_loc, Posterior.of_trace(back, frames).z_loc, self.temperature)
+            loss = loss - self.swap_weight * batch * swap
+            self.terms["swap"] = swap.item()
         return loss

@@ -82,7 +82,7 @@ class Run(Checkpointed):
         objective = elbo
         if t.objective == "contrastive":
             objective = ContrastiveLoss(t.nce_f_weight, t.nce_z_weight, t.mi_weight, t.temperature,
-                                        f_view=t.nce_f_view)
+                                        f_view=t.nce_f_view, swap_weight=t.swap_weight)
         loss = (DistributedLoss(objective, model, guide, world=world) if world.size > 1
                 else objective)
         svi = SVI(model.model, guide, Adam(cls.optimiser_settings(cfg)), loss)
@@ -118,7 +118,7 @@ class Run(Checkpointed):
         if contrastive is not None:  # its views and its aggregate-posterior estimate
             contrastive.dataset_size = len(train)
             contrastive.generator = torch.Generator().manual_seed(t.seed * 100_003 + self.epoch + 11)
-            self.terms = dict.fromkeys(("nce_f", "nce_z", "mi_fz"), 0.0)
+            self.terms = dict.fromkeys(contrastive.active_terms(), 0.0)
         partner = None
         if t.f_source == "sibling":  # q(f) reads another clip of each character
             partner = other_clips(train.character, np.random.default_rng([t.seed, self.epoch]))

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from .data.labels import Schema
 from .metrics.similarity import cosine_matrix, relation_masks
+from .objectives import ContrastiveLoss
 
 
 def clip_rows(videos: torch.Tensor, gap: int = 2) -> np.ndarray:
@@ -84,7 +85,7 @@ def history_figure(history: list[dict]) -> Figure:
     """Train and test -ELBO per clip against epochs, and beside it the test KL of f and of z_1:T
     (where the history records them): a KL near 0 says the latents carry nothing."""
     terms = "test_kl_f" in history[-1]
-    extra = [k for k in ("train_nce_f", "train_nce_z", "train_mi_fz") if k in history[-1]]
+    extra = [k for k in ContrastiveLoss.TERMS if f"train_{k}" in history[-1]]
     panels = 1 + terms + bool(extra)
     fig = Figure(figsize=(4.5 * panels, 3.2), dpi=100)
     axes = fig.subplots(1, panels, squeeze=False)[0]
@@ -101,11 +102,10 @@ def history_figure(history: list[dict]) -> Figure:
         axes[1].set_ylabel("test KL per clip (nats)")
         axes[1].set_ylim(bottom=0)
     if extra:  # the contrastive objective's terms (objectives.ContrastiveLoss)
-        names = {"train_nce_f": "InfoNCE(f; shuffled frames)",
-                 "train_nce_z": "InfoNCE(z; recoloured)", "train_mi_fz": "I(f; z) estimate"}
-        rows = [h for h in history if extra[0] in h]
+        rows = [h for h in history if f"train_{extra[0]}" in h]
         for key in extra:
-            axes[-1].plot([h["epoch"] for h in rows], [h[key] for h in rows], "o-", label=names[key])
+            axes[-1].plot([h["epoch"] for h in rows], [h[f"train_{key}"] for h in rows], "o-",
+                          label=ContrastiveLoss.TERMS[key])
         axes[-1].set_ylabel("train, nats per clip")
     for ax in axes:
         ax.set_xlabel("epoch")

@@ -7,6 +7,7 @@ import pyro
 import pytest
 import torch
 from conftest import tiny_config, tiny_split
+from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 from dsae_pyro.aggregate import mws_mutual_information
@@ -16,6 +17,7 @@ from dsae_pyro.data.views import shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE
 from dsae_pyro.objectives import ContrastiveLoss, info_nce
+from dsae_pyro.posterior import Posterior
 
 
 def correlated(n, d, rho, seed=0):
@@ -84,6 +86,33 @@ def test_shuffled_tiles_keep_each_frames_tiles_and_never_their_order():
     assert torch.equal(shuffle_tiles(two), two.roll(8, -1))
     with pytest.raises(ValueError, match="frames of 10x16 pixels do not split into 8x8 tiles"):
         shuffle_tiles(torch.rand(1, 1, 1, 10, 16))
+
+
+def test_the_swap_term_reads_z_back_from_frames_drawn_with_a_new_f():
+    """-ELBO - w B swap, the ELBO part unchanged by the term; swap is an InfoNCE bound (<= log B)
+    between the clips' z_1:T and the z_1:T the guide reads from frames the model drew with those
+    z_1:T and an f from p(f), the clips' own f playing no part."""
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model, g = DSAE(cfg.model), make_guide(cfg.model)
+    x = to_tensor(tiny_split([0, 259]).x[:4])
+    pyro.set_rng_seed(5)
+    elbo = Trace_ELBO().differentiable_loss(model.model, g, x)
+    loss = ContrastiveLoss(0.0, 0.0, 0.0, swap_weight=2.0)
+    assert loss.active_terms() == ["swap"]
+    pyro.set_rng_seed(5)
+    value = loss.differentiable_loss(model.model, g, x)
+    assert loss.terms["neg_elbo"] * 4 == pytest.approx(elbo.item())
+    assert value.item() == pytest.approx(elbo.item() - 2.0 * 4 * loss.terms["swap"], rel=1e-6)
+    assert loss.terms["swap"] <= math.log(4)
+    # by hand, with the f the model draws from its prior
+    pyro.set_rng_seed(5)
+    post = Posterior.of_trace(poutine.trace(g).get_trace(x), 8)
+    drawn = poutine.trace(poutine.condition(model.model, data=post.z_data())).get_trace(batch_size=4)
+    f_new = drawn.nodes["f"]["value"]
+    assert not torch.allclose(f_new, post.f)
+    back = Posterior.of_trace(poutine.trace(g).get_trace(model.decode(f_new, post.z)), 8)
+    assert loss.terms["swap"] == pytest.approx(info_nce(post.z_loc, back.z_loc).item(), abs=1e-5)
 
 
 @pytest.mark.parametrize("guide", ["factorized", "full"])
