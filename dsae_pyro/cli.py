@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="K of the importance-weighted bound (default 16)")
     e.add_argument("--iw-clips", type=_count, default=256,
                    help="clips the bounds are estimated on (default 256; 0: all scored clips)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(e)
 
     r = sub.add_parser("presets", help="list presets, or print one to copy and edit")
@@ -329,7 +330,8 @@ def _cmd_evaluate(args) -> int:
 
     _, table = evaluate_run(args.checkpoint, args.judge, draws=args.draws, seed=args.seed,
                             max_clips=args.max_clips, iw_samples=args.iw_samples,
-                            iw_clips=args.iw_clips, data=args.data, data_path=args.data_path)
+                            iw_clips=args.iw_clips, data=args.data, data_path=args.data_path,
+                            progress=not args.quiet)
     print(table)
     print(f"report: {_run_dir(args) / 'report.html'}")
     return 0

@@ -133,6 +133,7 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     assert "test accuracy: motion" in capsys.readouterr().out
     assert main(["evaluate", str(run), "--judge", str(judge), "--draws", "2", "--iw-samples", "4",
                  "--iw-clips", "5"]) == 0
+    assert "evaluating" in capsys.readouterr().err  # the progress bar
     scores = json.loads((run / "evaluation.json").read_text())
     assert {"motion_acc", "IS", "body_acc", "reconstruction", "bounds", "cosine",
             "f_disentanglement"} <= set(scores)
@@ -153,8 +154,10 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     second = tmp_path / "judge1.pt"  # two judges: one set of clips, both judges' spread shown
     assert main(["judge", "train", *data, "--epochs", "1", "--seed", "1", "--out", str(second),
                  "--quiet"]) == 0
+    capsys.readouterr()
     assert main(["evaluate", str(run), "--judge", str(judge), str(second), "--draws", "1",
-                 "--iw-samples", "2", "--iw-clips", "2"]) == 0
+                 "--iw-samples", "2", "--iw-clips", "2", "--quiet"]) == 0
+    assert "evaluating" not in capsys.readouterr().err  # --quiet: no progress bar
     both = json.loads((run / "evaluation.json").read_text())
     assert both["motion_acc"]["judges"] == 2 and len(both["motion_acc"]["per_judge"]) == 2
     assert both["motion_acc"]["mean"] == pytest.approx(np.mean(both["motion_acc"]["per_judge"]))
