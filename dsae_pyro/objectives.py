@@ -18,8 +18,9 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
 - I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch sampling
   (Chen et al. 2018), is penalised so that the two latents do not carry the same thing;
 - the swap term is the motion protocol made a loss: frames decoded from a clip's z_1:T with f drawn
-  from p(f) must give back that z_1:T to the guide (InfoNCE against the batch), so a new f cannot
-  turn the sprite around. Off by default (w_swap = 0); it costs a decoder and a guide pass.
+  from p(f) must give back that z_1:T to the guide (InfoNCE against the batch), meant to keep a new
+  f from turning the sprite around (at 2 epochs it did not: experiments/README.md). Off by default
+  (w_swap = 0); it costs a decoder and a guide pass.
 
 B is the batch size: the terms are summed over clips like the ELBO. With every weight 0 the loss is
 `Trace_ELBO`'s, value and gradients (tests/test_objectives.py).
