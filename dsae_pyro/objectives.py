@@ -85,7 +85,7 @@ class ContrastiveLoss:
         loss = g.log_prob_sum() - m.log_prob_sum()  # -ELBO (scales from poutine.scale applied)
         batch, frames = x.shape[:2]
         self.terms = {"neg_elbo": loss.item() / batch}
-        if not (self.f_weight or self.z_weight or self.mi_weight or self.swap_weight):
+        if not self.active_terms():
             return loss
         # q's parameters and samples, z_1:T flattened to (B, T * Z); for the full and causal
         # guides q(z_t) is read given the sampled f and z_<t

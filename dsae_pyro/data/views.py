@@ -21,6 +21,15 @@ import torch
 _PERMUTATIONS = torch.tensor([p for p in itertools.permutations(range(3)) if p != (0, 1, 2)])
 
 
+def _new_orders(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """Random permutations of range(shape[-1]), one per leading index, never the identity (for
+    shape[-1] >= 2)."""
+    order = torch.rand(*shape, generator=generator).argsort(-1)
+    same = (order == torch.arange(shape[-1])).all(-1)
+    order[same] = order[same].roll(1, -1)  # the identity, rolled by one, is never the identity
+    return order
+
+
 def other_clips(character: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """For every clip, the index of a uniformly drawn other clip of the same character (the clip
     itself where its character has no other clip)."""
@@ -39,9 +48,7 @@ def shuffle_frames(x: torch.Tensor, generator: torch.Generator | None = None) ->
     """Clips (B, T, ...) with, per clip, the frames in a random order that is never the original
     one (for T >= 2): the appearance survives, the motion does not."""
     b, t = x.shape[:2]
-    order = torch.rand(b, t, generator=generator).argsort(-1)
-    same = (order == torch.arange(t)).all(-1)
-    order[same] = order[same].roll(1, -1)  # the identity, rolled by one, is never the identity
+    order = _new_orders((b, t), generator)
     return x[torch.arange(b)[:, None], order.to(x.device)]
 
 
@@ -63,10 +70,8 @@ def shuffle_tiles(x: torch.Tensor, tile: int = 8,
     rows, cols = h // tile, w // tile
     tiles = (x.reshape(b, t, c, rows, tile, cols, tile).permute(0, 1, 3, 5, 2, 4, 6)
              .reshape(b, t, rows * cols, c, tile, tile))
-    order = torch.rand(b, t, rows * cols, generator=generator).argsort(-1)
-    same = (order == torch.arange(rows * cols)).all(-1)
-    order[same] = order[same].roll(1, -1)
-    order = order.to(x.device)[..., None, None, None].expand_as(tiles)
+    order = _new_orders((b, t, rows * cols), generator).to(x.device)
+    order = order[..., None, None, None].expand_as(tiles)
     return (tiles.gather(2, order).reshape(b, t, rows, cols, c, tile, tile)
             .permute(0, 1, 4, 2, 5, 3, 6).reshape(b, t, c, h, w))
 
