@@ -23,6 +23,7 @@ LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
 ELBOS = ("trace", "meanfield")
 OBJECTIVES_DSAE = ("elbo", "contrastive")
 NCE_F_VIEWS = ("shuffle", "shuffle_mirror", "shuffle_tiles")
+SWAP_F = ("prior", "batch")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
 DATASETS = ("synthetic", "sprites", "digits", "npz")
@@ -101,6 +102,8 @@ class TrainConfig:
     nce_f_view: str = "shuffle"
     mi_weight: float = 1.0  # contrastive: weight of the I(f; z_1:T) penalty
     swap_weight: float = 0.0  # contrastive: weight of InfoNCE(z; z read back after a new f)
+    # contrastive: the swap term's new f, drawn from p(f) or another clip's (the batch rolled by one)
+    swap_f: str = "prior"
     temperature: float = 0.5  # contrastive: of the cosine critic
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
@@ -221,6 +224,7 @@ class Config(Sectioned):
         self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
                             "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
                             "train.objective": OBJECTIVES_DSAE, "train.nce_f_view": NCE_F_VIEWS,
+                            "train.swap_f": SWAP_F,
                             "train.f_source": F_SOURCES, "train.z_source": Z_SOURCES,
                             "data.name": DATASETS, "train.device": DEVICES},
                    positive=("train.kl_weight", "model.x_scale", "train.lr", "train.temperature"),

@@ -17,10 +17,11 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
   across the two and differ between clips;
 - I(f; z_1:T) under the aggregate posterior, estimated from the batch by minibatch sampling
   (Chen et al. 2018), is penalised so that the two latents do not carry the same thing;
-- the swap term is the motion protocol made a loss: frames decoded from a clip's z_1:T with f drawn
-  from p(f) must give back that z_1:T to the guide (InfoNCE against the batch), meant to keep a new
-  f from turning the sprite around (at 2 epochs it did not: experiments/README.md). Off by default
-  (w_swap = 0); it costs a decoder and a guide pass.
+- the swap term is the motion protocol made a loss: frames decoded from a clip's z_1:T with a new f
+  must give back that z_1:T to the guide (InfoNCE against the batch), meant to keep a new f from
+  turning the sprite around. The new f is drawn from p(f) (`swap_f="prior"`) or is another clip's
+  posterior f (`swap_f="batch"`, the batch rolled by one), which turns the sprite around more often
+  than p(f) does. Off by default (w_swap = 0); it costs a decoder and a guide pass.
 
 B is the batch size: the terms are summed over clips like the ELBO. With every weight 0 the loss is
 `Trace_ELBO`'s, value and gradients (tests/test_objectives.py).
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from .aggregate import mws_mutual_information
-from .config import NCE_F_VIEWS
+from .config import NCE_F_VIEWS, SWAP_F
 from .data.views import mirror, recolour, shuffle_frames, shuffle_tiles
 from .posterior import Posterior
 
@@ -61,9 +62,11 @@ class ContrastiveLoss:
     def __init__(self, f_weight: float = 1.0, z_weight: float = 1.0, mi_weight: float = 1.0,
                  temperature: float = 0.5, dataset_size: int = 9000,
                  generator: torch.Generator | None = None, f_view: str = "shuffle",
-                 swap_weight: float = 0.0):
+                 swap_weight: float = 0.0, swap_f: str = "prior"):
         self.f_weight, self.z_weight, self.mi_weight = f_weight, z_weight, mi_weight
-        self.swap_weight = swap_weight
+        if swap_f not in SWAP_F:
+            raise ValueError(f"swap_f={swap_f!r}: choose one of {', '.join(SWAP_F)}")
+        self.swap_weight, self.swap_f = swap_weight, swap_f
         self.temperature, self.dataset_size = temperature, dataset_size
         if f_view not in NCE_F_VIEWS:
             raise ValueError(f"f_view={f_view!r}: choose one of {', '.join(NCE_F_VIEWS)}")
@@ -114,9 +117,12 @@ class ContrastiveLoss:
                                         dataset_size=self.dataset_size)
             loss = loss + self.mi_weight * batch * mi
             self.terms["mi_fz"] = mi.item()
-        if self.swap_weight:  # z_1:T survives a new f: decode it with f ~ p(f), read it back
+        if self.swap_weight:  # z_1:T survives a new f: decode it with that f, read it back
+            new = post.z_data()
+            if self.swap_f == "batch":  # the next clip's f; unconditioned, f is drawn from p(f)
+                new["f"] = post.f.roll(1, dims=0)
             with poutine.block():
-                drawn = poutine.trace(poutine.condition(model, data=post.z_data())).get_trace(
+                drawn = poutine.trace(poutine.condition(model, data=new)).get_trace(
                     batch_size=batch, **kwargs)
                 back = poutine.trace(guide).get_trace(drawn.nodes["x"]["fn"].mean)
             swap = info_nce(post.z_loc, Posterior.of_trace(back, frames).z_loc, self.temperature)

@@ -66,7 +66,9 @@ def test_one_step_moves_every_parameter(model, clips):
 @pytest.mark.parametrize("train", [{"elbo": "meanfield"}, {"kl_weight": 0.5},
                                    {"f_source": "sibling", "z_source": "recolour"},
                                    {"objective": "contrastive", "nce_f_view": "shuffle_tiles"},
-                                   {"objective": "contrastive", "swap_weight": 1.0}])
+                                   {"objective": "contrastive", "swap_weight": 1.0},
+                                   {"objective": "contrastive", "swap_weight": 1.0,
+                                    "swap_f": "batch"}])
 def test_one_step_moves_every_parameter_with_each_objective_and_view(train, clips):
     cfg = tiny_config()
     vars(cfg.train).update(train)

@@ -115,6 +115,25 @@ def test_the_swap_term_reads_z_back_from_frames_drawn_with_a_new_f():
     assert loss.terms["swap"] == pytest.approx(info_nce(post.z_loc, back.z_loc).item(), abs=1e-5)
 
 
+def test_the_swap_term_with_batch_f_decodes_each_clip_with_the_next_clips_f():
+    """swap_f="batch": the new f is the posterior f of the clip before it in the batch (rolled by
+    one), so every clip's z_1:T is drawn with another real clip's appearance."""
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model, g = DSAE(cfg.model), make_guide(cfg.model)
+    x = to_tensor(tiny_split([0, 259]).x[:4])
+    loss = ContrastiveLoss(0.0, 0.0, 0.0, swap_weight=1.0, swap_f="batch")
+    pyro.set_rng_seed(5)
+    loss.differentiable_loss(model.model, g, x)
+    pyro.set_rng_seed(5)
+    post = Posterior.of_trace(poutine.trace(g).get_trace(x), 8)
+    frames = model.decode(torch.cat([post.f[3:], post.f[:3]]), post.z)
+    back = Posterior.of_trace(poutine.trace(g).get_trace(frames), 8)
+    assert loss.terms["swap"] == pytest.approx(info_nce(post.z_loc, back.z_loc).item(), abs=1e-5)
+    with pytest.raises(ValueError, match="swap_f='data'.*prior, batch"):
+        ContrastiveLoss(swap_weight=1.0, swap_f="data")
+
+
 @pytest.mark.parametrize("guide", ["factorized", "full"])
 def test_with_zero_weights_it_is_trace_elbo_value_and_gradients(guide):
     cfg = tiny_config(guide=guide)
