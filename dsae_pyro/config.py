@@ -104,6 +104,7 @@ class TrainConfig:
     swap_weight: float = 0.0  # contrastive: weight of InfoNCE(z; z read back after a new f)
     # contrastive: the swap term's new f, drawn from p(f) or another clip's (the batch rolled by one)
     swap_f: str = "prior"
+    swap_recolour: bool = False  # contrastive: the guide reads z back from the frames recoloured
     temperature: float = 0.5  # contrastive: of the cosine critic
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split

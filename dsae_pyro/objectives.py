@@ -21,7 +21,9 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
   must give back that z_1:T to the guide (InfoNCE against the batch), meant to keep a new f from
   turning the sprite around. The new f is drawn from p(f) (`swap_f="prior"`) or is another clip's
   posterior f (`swap_f="batch"`, the batch rolled by one), which turns the sprite around more often
-  than p(f) does. Off by default (w_swap = 0); it costs a decoder and a guide pass.
+  than p(f) does. With `swap_recolour` the guide reads the drawn frames recoloured, so that z_1:T
+  gains nothing there by carrying the colours. Off by default (w_swap = 0); it costs a decoder and
+  a guide pass.
 
 B is the batch size: the terms are summed over clips like the ELBO. With every weight 0 the loss is
 `Trace_ELBO`'s, value and gradients (tests/test_objectives.py).
@@ -62,11 +64,11 @@ class ContrastiveLoss:
     def __init__(self, f_weight: float = 1.0, z_weight: float = 1.0, mi_weight: float = 1.0,
                  temperature: float = 0.5, dataset_size: int = 9000,
                  generator: torch.Generator | None = None, f_view: str = "shuffle",
-                 swap_weight: float = 0.0, swap_f: str = "prior"):
+                 swap_weight: float = 0.0, swap_f: str = "prior", swap_recolour: bool = False):
         self.f_weight, self.z_weight, self.mi_weight = f_weight, z_weight, mi_weight
         if swap_f not in SWAP_F:
             raise ValueError(f"swap_f={swap_f!r}: choose one of {', '.join(SWAP_F)}")
-        self.swap_weight, self.swap_f = swap_weight, swap_f
+        self.swap_weight, self.swap_f, self.swap_recolour = swap_weight, swap_f, swap_recolour
         self.temperature, self.dataset_size = temperature, dataset_size
         if f_view not in NCE_F_VIEWS:
             raise ValueError(f"f_view={f_view!r}: choose one of {', '.join(NCE_F_VIEWS)}")
@@ -124,7 +126,10 @@ class ContrastiveLoss:
             with poutine.block():
                 drawn = poutine.trace(poutine.condition(model, data=new)).get_trace(
                     batch_size=batch, **kwargs)
-                back = poutine.trace(guide).get_trace(drawn.nodes["x"]["fn"].mean)
+                frames_drawn = drawn.nodes["x"]["fn"].mean
+                if self.swap_recolour:
+                    frames_drawn = recolour(frames_drawn, self.generator)
+                back = poutine.trace(guide).get_trace(frames_drawn)
             swap = info_nce(post.z_loc, Posterior.of_trace(back, frames).z_loc, self.temperature)
             loss = loss - self.swap_weight * batch * swap
             self.terms["swap"] = swap.item()

@@ -83,7 +83,7 @@ class Run(Checkpointed):
         if t.objective == "contrastive":
             objective = ContrastiveLoss(t.nce_f_weight, t.nce_z_weight, t.mi_weight, t.temperature,
                                         f_view=t.nce_f_view, swap_weight=t.swap_weight,
-                                        swap_f=t.swap_f)
+                                        swap_f=t.swap_f, swap_recolour=t.swap_recolour)
         loss = (DistributedLoss(objective, model, guide, world=world) if world.size > 1
                 else objective)
         svi = SVI(model.model, guide, Adam(cls.optimiser_settings(cfg)), loss)

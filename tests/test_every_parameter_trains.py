@@ -68,7 +68,7 @@ def test_one_step_moves_every_parameter(model, clips):
                                    {"objective": "contrastive", "nce_f_view": "shuffle_tiles"},
                                    {"objective": "contrastive", "swap_weight": 1.0},
                                    {"objective": "contrastive", "swap_weight": 1.0,
-                                    "swap_f": "batch"}])
+                                    "swap_f": "batch", "swap_recolour": True}])
 def test_one_step_moves_every_parameter_with_each_objective_and_view(train, clips):
     cfg = tiny_config()
     vars(cfg.train).update(train)
