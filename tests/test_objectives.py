@@ -13,7 +13,7 @@ from pyro.infer import Trace_ELBO
 from dsae_pyro.aggregate import mws_mutual_information
 from dsae_pyro.config import NCE_F_VIEWS
 from dsae_pyro.data import to_tensor
-from dsae_pyro.data.views import shuffle_frames, shuffle_tiles
+from dsae_pyro.data.views import recolour, shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE
 from dsae_pyro.objectives import ContrastiveLoss, info_nce
@@ -129,6 +129,14 @@ def test_the_swap_term_with_batch_f_decodes_each_clip_with_the_next_clips_f():
     post = Posterior.of_trace(poutine.trace(g).get_trace(x), 8)
     frames = model.decode(torch.cat([post.f[3:], post.f[:3]]), post.z)
     back = Posterior.of_trace(poutine.trace(g).get_trace(frames), 8)
+    assert loss.terms["swap"] == pytest.approx(info_nce(post.z_loc, back.z_loc).item(), abs=1e-5)
+    # swap_recolour: the guide reads those frames recoloured (the generator's first draw)
+    loss = ContrastiveLoss(0.0, 0.0, 0.0, swap_weight=1.0, swap_f="batch", swap_recolour=True,
+                           generator=torch.Generator().manual_seed(3))
+    pyro.set_rng_seed(5)
+    loss.differentiable_loss(model.model, g, x)
+    seen = recolour(frames, torch.Generator().manual_seed(3))
+    back = Posterior.of_trace(poutine.trace(g).get_trace(seen), 8)
     assert loss.terms["swap"] == pytest.approx(info_nce(post.z_loc, back.z_loc).item(), abs=1e-5)
     with pytest.raises(ValueError, match="swap_f='data'.*prior, batch"):
         ContrastiveLoss(swap_weight=1.0, swap_f="data")
