@@ -121,7 +121,7 @@ class ContrastiveLoss:
             self.terms["mi_fz"] = mi.item()
         if self.swap_weight:  # z_1:T survives a new f: decode it with that f, read it back
             new = post.z_data()
-            if self.swap_f == "batch":  # the next clip's f; unconditioned, f is drawn from p(f)
+            if self.swap_f == "batch":  # each clip gets the f of the one before it; else p(f)
                 new["f"] = post.f.roll(1, dims=0)
             with poutine.block():
                 drawn = poutine.trace(poutine.condition(model, data=new)).get_trace(
