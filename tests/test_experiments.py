@@ -23,6 +23,7 @@ SCRIPTS = {
     "ablation_table.py": None,  # run by ablation.sh
     "push_table.py": None,  # run by push.sh
     "probe_f.py": ["out/factorized-lstm"],  # after ablation.sh
+    "motion_under_new_f.py": ["out/factorized-lstm", "out/judge.pt", "--clips", "18"],  # same
     "dsprites_sample.py": ["sample.png"],
     "frozen_channels_last.py": [],
     "profile_step.py": None,  # GPU only: test_profile_step_on_cpu_says_so
@@ -66,6 +67,9 @@ def test_ablation_then_probe(workdir):
     assert len(list((workdir / "out").glob("*/evaluation.json"))) == 6
     out = run("probe_f.py", SCRIPTS["probe_f.py"], workdir)
     assert out.count("\n") == 4  # one line per attribute
+    out = run("motion_under_new_f.py", SCRIPTS["motion_under_new_f.py"], workdir).splitlines()
+    assert [line.split(":")[0] for line in out] == ["f ~ p(f)", "f of another clip"]
+    assert all(line.endswith("18 clips") for line in out)
 
 
 def test_push(workdir):
