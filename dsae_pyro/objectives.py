@@ -65,13 +65,12 @@ class ContrastiveLoss:
                  temperature: float = 0.5, dataset_size: int = 9000,
                  generator: torch.Generator | None = None, f_view: str = "shuffle",
                  swap_weight: float = 0.0, swap_f: str = "prior", swap_recolour: bool = False):
+        for name, value, choices in (("f_view", f_view, NCE_F_VIEWS), ("swap_f", swap_f, SWAP_F)):
+            if value not in choices:
+                raise ValueError(f"{name}={value!r}: choose one of {', '.join(choices)}")
         self.f_weight, self.z_weight, self.mi_weight = f_weight, z_weight, mi_weight
-        if swap_f not in SWAP_F:
-            raise ValueError(f"swap_f={swap_f!r}: choose one of {', '.join(SWAP_F)}")
         self.swap_weight, self.swap_f, self.swap_recolour = swap_weight, swap_f, swap_recolour
         self.temperature, self.dataset_size = temperature, dataset_size
-        if f_view not in NCE_F_VIEWS:
-            raise ValueError(f"f_view={f_view!r}: choose one of {', '.join(NCE_F_VIEWS)}")
         self.generator, self.f_view = generator, f_view
         self.terms: dict[str, float] = {}
 

@@ -115,7 +115,7 @@ def test_the_swap_term_reads_z_back_from_frames_drawn_with_a_new_f():
     assert loss.terms["swap"] == pytest.approx(info_nce(post.z_loc, back.z_loc).item(), abs=1e-5)
 
 
-def test_the_swap_term_with_batch_f_decodes_each_clip_with_the_next_clips_f():
+def test_the_swap_term_with_batch_f_decodes_each_clip_with_the_previous_clips_f():
     """swap_f="batch": the new f is the posterior f of the clip before it in the batch (rolled by
     one), so every clip's z_1:T is drawn with another real clip's appearance."""
     cfg = tiny_config()
