@@ -11,8 +11,7 @@ import torch
 from dsae_pyro.clips import to_tensor
 from dsae_pyro.data import data_identity
 from dsae_pyro.metrics.judge import load_judge
-from dsae_pyro.metrics.protocol import dsae_generator
-from dsae_pyro.posterior import swap
+from dsae_pyro.posterior import decode, encode, swap
 from dsae_pyro.train import load_run_and_test
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -28,15 +27,17 @@ judge, _ = load_judge(args.judge, data_identity(d.name, d.path, d.seed))
 test = test.subset(np.arange(min(args.clips, len(test))))
 torch.manual_seed(args.seed)
 other = torch.randperm(len(test))
-generate = dsae_generator(run.model, run.guide)
+sources = {  # frames with the clips' z_1:T (posterior means) and a new f, for clips i:j
+    "f ~ p(f)": lambda x, i, j: decode(run.model, encode(run.guide, x).z_data()),
+    "f of another clip": lambda x, i, j: swap(run.model, run.guide,
+                                              to_tensor(test.x[other[i:j]]), x),
+}
 parts = test.schema.part_labels(test.motion)
 with torch.no_grad():
-    for name in ("f ~ p(f)", "f of another clip"):
+    for name, draw in sources.items():
         pred = []
         for i in range(0, len(test), 100):
-            x = to_tensor(test.x[i:i + 100])
-            frames = (generate(x)[0] if name == "f ~ p(f)"
-                      else swap(run.model, run.guide, to_tensor(test.x[other[i:i + 100]]), x))
+            frames = draw(to_tensor(test.x[i:i + 100]), i, i + 100)
             pred.append(judge.predict(frames)["motion"].argmax(-1).numpy())
         pred = np.concatenate(pred)
         each = ", ".join(f"{k} {100 * (v == parts[k]).mean():.1f}%"
