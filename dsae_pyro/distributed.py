@@ -14,6 +14,7 @@ GPUs only). With the networks in eval mode the two agree to rounding (tests/test
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -51,11 +52,15 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def teardown(world: World) -> None:
+def teardown(world: World, loss: DistributedLoss | None = None) -> None:
     """Leave the process group that `setup` joined: a process that exits holding it can abort in
-    gloo's destructors ("terminate called without an active exception"), failing the launch."""
+    gloo's destructors ("terminate called without an active exception"), failing the launch.
+    `loss`, the run's DDP loss, lets go of the group first: DDP's reducer keeps a reference to it,
+    and the group's threads are then joined here rather than at interpreter exit."""
     if world.size > 1 and dist.is_initialized():
         dist.barrier()  # no rank closes its connections while a peer still uses them
+        if loss is not None:
+            loss.close()
         dist.destroy_process_group()
 
 
@@ -99,13 +104,18 @@ class DistributedLoss:
     the whole global batch's -ELBO (what one process would compute on the combined batch)."""
 
     def __init__(self, elbo, *networks: nn.Module, world: World):
-        self.world = world
+        self.world, self.elbo = world, elbo
         module = ELBOModule(elbo, *networks)
         ids = [world.device.index] if world.device.type == "cuda" else None
         self.ddp = DistributedDataParallel(module, device_ids=ids)
 
     def __call__(self, model_fn, guide_fn, *args, **kwargs) -> torch.Tensor:
         return self.ddp(model_fn, guide_fn, *args, **kwargs) * self.world.size
+
+    def close(self) -> None:
+        """Drop the DDP wrapper (and its reducer's hold on the process group); the networks stay."""
+        self.ddp = None
+        gc.collect()
 
 
 def all_equal(tensors: list[torch.Tensor]) -> bool:

@@ -164,7 +164,7 @@ class Run(Checkpointed):
         """The contrastive objective when train.objective asks for it."""
         loss = self.svi.loss
         if isinstance(loss, DistributedLoss):
-            loss = loss.ddp.module.elbo
+            loss = loss.elbo
         return loss if isinstance(loss, ContrastiveLoss) else None
 
     def kl_weight(self, step: int) -> float:
@@ -338,7 +338,8 @@ def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = Fals
         if changed:
             print(f"model fitted to the clips: {', '.join(changed)}")
     run = fit(cfg, data, out, resume=resume, progress=progress)
-    teardown(run.world)  # this process owns the torchrun group: leave it before exiting
+    loss = run.svi.loss if isinstance(run.svi.loss, DistributedLoss) else None
+    teardown(run.world, loss)  # this process owns the torchrun group: leave it before exiting
     if run.world.main:
         if report:
             print(f"report: {write_report(run, data['test'], out)}")
