@@ -52,14 +52,14 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def teardown(world: World, loss: DistributedLoss | None = None) -> None:
+def teardown(world: World, loss: object = None) -> None:
     """Leave the process group that `setup` joined: a process that exits holding it can abort in
     gloo's destructors ("terminate called without an active exception"), failing the launch.
-    `loss`, the run's DDP loss, lets go of the group first: DDP's reducer keeps a reference to it,
-    and the group's threads are then joined here rather than at interpreter exit."""
+    `loss`, the run's SVI loss: a `DistributedLoss` lets go of the group first (DDP's reducer keeps
+    a reference to it), so the group's threads are joined here rather than at interpreter exit."""
     if world.size > 1 and dist.is_initialized():
         dist.barrier()  # no rank closes its connections while a peer still uses them
-        if loss is not None:
+        if isinstance(loss, DistributedLoss):
             loss.close()
         dist.destroy_process_group()
 

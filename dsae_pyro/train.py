@@ -338,8 +338,7 @@ def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = Fals
         if changed:
             print(f"model fitted to the clips: {', '.join(changed)}")
     run = fit(cfg, data, out, resume=resume, progress=progress)
-    loss = run.svi.loss if isinstance(run.svi.loss, DistributedLoss) else None
-    teardown(run.world, loss)  # this process owns the torchrun group: leave it before exiting
+    teardown(run.world, run.svi.loss)  # this process owns the torchrun group: leave it before exiting
     if run.world.main:
         if report:
             print(f"report: {write_report(run, data['test'], out)}")
