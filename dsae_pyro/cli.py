@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .config import (
     DATASETS,
+    F_ENCODERS,
     F_SOURCES,
     LIKELIHOODS,
     OBJECTIVES_DSAE,
@@ -78,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, choices, help_ in (("guide", GUIDES, "inference network"),
                                  ("prior", PRIORS, "prior over z_1:T"),
                                  ("decoder", DECODERS, "frame decoder (improved: Yingzhen Li's)"),
-                                 ("likelihood", LIKELIHOODS, "p(x | f, z)")):
-        p.add_argument(f"--{name}", choices=choices, help=f"{help_} (default: the preset's)")
+                                 ("likelihood", LIKELIHOODS, "p(x | f, z)"),
+                                 ("f_encoder", F_ENCODERS, "what q(f) reads (palette: which "
+                                  "colours a clip holds, not where)")):
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, choices=choices,
+                       help=f"{help_} (default: the preset's)")
     _add_data_args(p)
     p.add_argument("--f-source", choices=F_SOURCES,
                    help="which clip q(f) reads in training: self (unsupervised, default) or "
@@ -223,7 +227,7 @@ def _cmd_train(args) -> int:
     from .train import run_config, train
 
     overrides = list(args.overrides)
-    for name in ("guide", "prior", "decoder", "likelihood"):
+    for name in ("guide", "prior", "decoder", "likelihood", "f_encoder"):
         if getattr(args, name):
             overrides.append(f"model.{name}={getattr(args, name)}")
     if args.data:

@@ -24,6 +24,7 @@ ELBOS = ("trace", "meanfield")
 OBJECTIVES_DSAE = ("elbo", "contrastive")
 NCE_F_VIEWS = ("shuffle", "shuffle_mirror", "shuffle_tiles")
 SWAP_F = ("prior", "batch")
+F_ENCODERS = ("frames", "palette")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
 DATASETS = ("synthetic", "sprites", "digits", "npz")
@@ -49,6 +50,10 @@ class ModelConfig:
     likelihood: str = "gaussian"  # gaussian | gaussian_learned | bernoulli | l2 (Das & Dandi)
     x_scale: float = 0.1  # pixel std of the fixed-scale Gaussian (initial value if learned)
     guide: str = "factorized"  # factorized | full | causal
+    # what q(f) reads: "frames", a bi-LSTM over the frame encoder's features (Li & Mandt);
+    # "palette", a per-pixel network max-pooled over pixels and frames, which sees which colours a
+    # clip holds but not where, so f cannot hold a pose or the direction a sprite faces
+    f_encoder: str = "frames"
     prior: str = "lstm"  # lstm (Li & Mandt) | improved (Yingzhen Li)
     decoder: str = "conv"  # conv: mirror of the encoder | improved: Yingzhen Li's MLP + deconvs
     decoder_hidden: int = 512  # improved decoder only
@@ -223,6 +228,7 @@ class Config(Sectioned):
 
         m = self.model
         self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
+                            "model.f_encoder": F_ENCODERS,
                             "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
                             "train.objective": OBJECTIVES_DSAE, "train.nce_f_view": NCE_F_VIEWS,
                             "train.swap_f": SWAP_F,

@@ -6,7 +6,9 @@
                 its state carries the earlier frames, so z_t reads x_1..x_t, never a later frame
 
 All share a frame encoder v_t = enc(x_t) and q(f | x_1:T): a bi-LSTM over v_1:T whose last forward and
-first backward states feed two affine heads.
+first backward states feed two affine heads; or, with `model.f_encoder = "palette"`, the same heads
+on an affine layer (BatchNorm, LeakyReLU) of which colours the clip holds (`nets.PaletteEncoder`,
+max-pooled over its frames), blind to where each colour is and so to pose and facing direction.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ._naming import unique_name
 from .clips import DataError, check_batch
 from .config import ModelConfig
 from .model import z_site
-from .nets import FrameEncoder, GaussianHead
+from .nets import FrameEncoder, GaussianHead, PaletteEncoder, fc_layers
 
 
 class Guide(nn.Module):
@@ -34,13 +36,26 @@ class Guide(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = FrameEncoder.of(cfg)
-        self.f_lstm = nn.LSTM(self.encoder.out_dim, cfg.hidden, batch_first=True,
-                              bidirectional=True)
-        self.f_head = GaussianHead(2 * cfg.hidden, cfg.f_dim)
+        if cfg.f_encoder == "palette":
+            self.palette = PaletteEncoder(image_channels=cfg.image_channels)
+            # BatchNorm: the presences are sparse in [0, 1]; without it f stays near the prior
+            self.f_mlp = fc_layers([self.palette.out_dim, cfg.hidden])
+            self.f_head = GaussianHead(cfg.hidden, cfg.f_dim)
+        else:
+            self.f_lstm = nn.LSTM(self.encoder.out_dim, cfg.hidden, batch_first=True,
+                                  bidirectional=True)
+            self.f_head = GaussianHead(2 * cfg.hidden, cfg.f_dim)
         self.z_head = GaussianHead(cfg.hidden, cfg.z_dim)  # reads z_t's posterior off features
         self.pyro_name = unique_name(f"{self.name}_guide")
 
+    def f_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-frame features (B, T, D) of the clips x that `q_f` reads."""
+        return self.palette(x) if self.cfg.f_encoder == "palette" else self.encoder(x)
+
     def q_f(self, v: torch.Tensor):
+        """(loc, scale) of q(f | x_1:T) from the clip's `f_features`."""
+        if self.cfg.f_encoder == "palette":  # the colours that appear in any frame
+            return self.f_head(self.f_mlp(v.amax(dim=1)))
         out, _ = self.f_lstm(v)
         h = self.cfg.hidden
         summary = torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=-1)  # last fwd, first bwd
@@ -59,15 +74,17 @@ class Guide(nn.Module):
         """Frame features (B, T, D) that q(f) and q(z_1:T) read: of x, or of the stand-ins x_f
         and x_z when given (training views, see `data.views`), in one encoder pass so that
         BatchNorm sees one batch."""
-        if x_f is None and x_z is None:
-            v = self.encoder(x)
-            return v, v
-        views = [x if x_f is None else x_f, x if x_z is None else x_z]
         for name, view in (("x_f", x_f), ("x_z", x_z)):
             if view is not None and view.shape != x.shape:
                 raise DataError(f"{name} {tuple(view.shape)} must have the shape of x "
                                 f"{tuple(x.shape)}")
-        return self.encoder(torch.cat(views)).chunk(2)
+        x_f, x_z = (x if x_f is None else x_f), (x if x_z is None else x_z)
+        if self.cfg.f_encoder == "palette":  # q(f) has a network of its own
+            return self.f_features(x_f), self.encoder(x_z)
+        if x_f is x_z:
+            v = self.encoder(x)
+            return v, v
+        return self.encoder(torch.cat([x_f, x_z])).chunk(2)
 
     def forward(self, x: torch.Tensor, kl_weight: float = 1.0, batch_size: int | None = None,
                 x_f: torch.Tensor | None = None, x_z: torch.Tensor | None = None):

@@ -9,8 +9,10 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import Bernoulli, Normal
 
 from dsae_pyro.data import to_tensor
+from dsae_pyro.data.views import mirror, shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import GUIDES, make_guide
 from dsae_pyro.model import DSAE, z_site
+from dsae_pyro.nets import PaletteEncoder
 from dsae_pyro.priors import RemixedLSTMPrior
 
 B, T = 3, 8
@@ -198,11 +200,12 @@ def test_improved_decoder_shapes():
     assert out.shape == (2, T, 3, 64, 64)
 
 
-@pytest.mark.parametrize("guide_name", sorted(GUIDES))
-def test_q_f_reads_x_f_and_q_z_reads_x_z(guide_name):
+@pytest.mark.parametrize("guide_name,f_encoder", [(g, "frames") for g in sorted(GUIDES)]
+                         + [("factorized", "palette")])
+def test_q_f_reads_x_f_and_q_z_reads_x_z(guide_name, f_encoder):
     """With x_f (train.f_source = sibling), f's posterior is the one of x_f alone; z's stays x's
     (given the same f); with x_z (train.z_source = recolour) the other way round."""
-    _, _, guide = build(guide_name)
+    _, _, guide = build(guide_name, f_encoder=f_encoder)
     x, y = torch.rand(2, T, 3, 64, 64), torch.rand(2, T, 3, 64, 64)
 
     def site(trace, name):
@@ -225,6 +228,43 @@ def test_q_f_reads_x_f_and_q_z_reads_x_z(guide_name):
     of_x = poutine.trace(guide).get_trace(x)
     assert torch.allclose(site(crossed, "z_1"), site(of_y, "z_1"), atol=1e-6)
     assert torch.allclose(site(crossed, "f"), site(of_x, "f"), atol=1e-6)
+
+
+def palette_clips(b=2, colours=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    palette = torch.randint(0, 256, (colours, 3), generator=g) / 255
+    return palette[torch.randint(colours, (b, T, 64, 64), generator=g)].movedim(-1, 2)
+
+
+def test_palette_encoder_is_the_presence_of_every_pixel_max_pooled():
+    """The (frame, colour) shortcut gives what the max over all 4,096 pixels gives, on palette
+    clips and on continuous ones; a reference colour present in a frame scores 1 there."""
+    enc = PaletteEncoder(levels=4)
+    for x in (palette_clips(), torch.rand(2, 2, 3, 64, 64)):
+        every_pixel = enc.presence(x.movedim(2, -1).reshape(-1, 3)).reshape(*x.shape[:2], -1, 64)
+        torch.testing.assert_close(enc(x), every_pixel.amax(dim=2), rtol=0, atol=0)
+    x = torch.zeros(1, 1, 3, 64, 64)
+    x[..., 0, 5, 5] = 1.0  # one red pixel on black
+    out = enc(x)[0, 0]
+    assert out.shape == (64,) and out.max() == 1 and (out == 1).sum() == 2  # black and red
+    assert out[0] == 1 and out[3 * 16] == 1  # (r, g, b) on the grid, blue varying fastest
+
+
+def test_palette_q_f_sees_colours_not_where_they_are():
+    """q(f) of the palette encoder is the same for a clip shuffled in time, mirrored, cut into
+    tiles or shifted, and differs once one colour changes; the frame encoder's q(f) does not stay put."""
+    x = palette_clips()
+    moved = [shuffle_frames(x), mirror(x), shuffle_tiles(x), x.roll(7, dims=-1)]
+    recoloured = x.clone()
+    recoloured[x == x[0, 0, 0, 0, 0]] = 0.5  # one channel level, wherever it occurs
+    for f_encoder, invariant in (("palette", True), ("frames", False)):
+        _, _, guide = build(f_encoder=f_encoder)
+        with torch.no_grad():
+            loc = guide.q_f(guide.f_features(x))[0]
+            for view in moved:
+                same = torch.allclose(guide.q_f(guide.f_features(view))[0], loc, atol=1e-6)
+                assert same == invariant
+            assert not torch.allclose(guide.q_f(guide.f_features(recoloured))[0], loc)
 
 
 def test_paper_preset_has_li_and_mandts_layer_sizes():

@@ -31,7 +31,7 @@ def test_encode_matches_the_guide(trained):
     post = ins.encode(guide, x)
     tr = poutine.trace(ins.use_mean()(guide)).get_trace(x)
     with torch.no_grad():  # q(f | x) straight from the guide's networks, no Pyro
-        loc, scale = guide.q_f(guide.encoder(x))
+        loc, scale = guide.q_f(guide.f_features(x))
     torch.testing.assert_close(post.f, loc)
     torch.testing.assert_close(post.f_scale, scale)
     assert torch.allclose(post.z[:, 2], tr.nodes["z_3"]["value"], atol=1e-6)
