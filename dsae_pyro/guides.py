@@ -7,8 +7,8 @@
 
 All share a frame encoder v_t = enc(x_t) and q(f | x_1:T): a bi-LSTM over v_1:T whose last forward and
 first backward states feed two affine heads; or, with `model.f_encoder = "palette"`, the same heads
-on an affine layer (BatchNorm, LeakyReLU) of which colours the clip holds (`nets.PaletteEncoder`,
-max-pooled over its frames), blind to where each colour is and so to pose and facing direction.
+on an affine layer (BatchNorm, LeakyReLU) of which colours the clip holds (`nets.PaletteEncoder`),
+blind to where each colour is and so to pose and facing direction.
 """
 
 from __future__ import annotations
@@ -49,13 +49,14 @@ class Guide(nn.Module):
         self.pyro_name = unique_name(f"{self.name}_guide")
 
     def f_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-frame features (B, T, D) of the clips x that `q_f` reads."""
+        """What `q_f` reads of the clips x: per frame (B, T, D) from the frame encoder, or per
+        clip (B, D) from the palette encoder."""
         return self.palette(x) if self.cfg.f_encoder == "palette" else self.encoder(x)
 
     def q_f(self, v: torch.Tensor):
-        """(loc, scale) of q(f | x_1:T) from the clip's `f_features`."""
+        """(loc, scale) of q(f | x_1:T) from the clips' `f_features`."""
         if self.cfg.f_encoder == "palette":  # the colours that appear in any frame
-            return self.f_head(self.f_mlp(v.amax(dim=1)))
+            return self.f_head(self.f_mlp(v))
         out, _ = self.f_lstm(v)
         h = self.cfg.hidden
         summary = torch.cat([out[:, -1, :h], out[:, 0, h:]], dim=-1)  # last fwd, first bwd
@@ -71,9 +72,9 @@ class Guide(nn.Module):
 
     def features(self, x: torch.Tensor, x_f: torch.Tensor | None = None,
                  x_z: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frame features (B, T, D) that q(f) and q(z_1:T) read: of x, or of the stand-ins x_f
-        and x_z when given (training views, see `data.views`), in one encoder pass so that
-        BatchNorm sees one batch."""
+        """What q(f) (`f_features`) and q(z_1:T) (per frame, (B, T, D)) read: of x, or of the
+        stand-ins x_f and x_z when given (training views, see `data.views`), in one encoder pass
+        so that BatchNorm sees one batch."""
         for name, view in (("x_f", x_f), ("x_z", x_z)):
             if view is not None and view.shape != x.shape:
                 raise DataError(f"{name} {tuple(view.shape)} must have the shape of x "

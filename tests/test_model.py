@@ -237,17 +237,19 @@ def palette_clips(b=2, colours=12, seed=0):
 
 
 def test_palette_encoder_is_the_presence_of_every_pixel_max_pooled():
-    """The (frame, colour) shortcut gives what the max over all 4,096 pixels gives, on palette
-    clips and on continuous ones; a reference colour present in a frame scores 1 there."""
+    """The (clip, colour) shortcut gives what the max over all the clip's pixels gives, on palette
+    clips and on continuous ones; a reference colour present in a clip scores 1 there."""
     enc = PaletteEncoder(levels=4)
     for x in (palette_clips(), torch.rand(2, 2, 3, 64, 64)):
-        every_pixel = enc.presence(x.movedim(2, -1).reshape(-1, 3)).reshape(*x.shape[:2], -1, 64)
-        torch.testing.assert_close(enc(x), every_pixel.amax(dim=2), rtol=0, atol=0)
-    x = torch.zeros(1, 1, 3, 64, 64)
-    x[..., 0, 5, 5] = 1.0  # one red pixel on black
-    out = enc(x)[0, 0]
+        every_pixel = enc.presence(x.movedim(2, -1).reshape(-1, 3)).reshape(len(x), -1, 64)
+        torch.testing.assert_close(enc(x), every_pixel.amax(dim=1), rtol=0, atol=0)
+    x = torch.zeros(1, 2, 3, 64, 64)
+    x[0, 1, 0, 5, 5] = 1.0  # one red pixel on black, in the second frame
+    out = enc(x)[0]
     assert out.shape == (64,) and out.max() == 1 and (out == 1).sum() == 2  # black and red
     assert out[0] == 1 and out[3 * 16] == 1  # (r, g, b) on the grid, blue varying fastest
+    big = palette_clips(b=130, colours=3)  # past int32 keys: the int64 path gives the same
+    torch.testing.assert_close(enc(big)[:2], enc(big[:2]), rtol=0, atol=0)
 
 
 def test_palette_q_f_sees_colours_not_where_they_are():
