@@ -51,8 +51,9 @@ class ModelConfig:
     x_scale: float = 0.1  # pixel std of the fixed-scale Gaussian (initial value if learned)
     guide: str = "factorized"  # factorized | full | causal
     # what q(f) reads: "frames", a bi-LSTM over the frame encoder's features (Li & Mandt);
-    # "palette", a per-pixel network max-pooled over pixels and frames, which sees which colours a
-    # clip holds but not where, so f cannot hold a pose or the direction a sprite faces
+    # "palette", the soft presence of 512 reference colours max-pooled over the clip's pixels
+    # (nets.PaletteEncoder): which colours a clip holds but not where, so f cannot hold a pose or
+    # the direction a sprite faces
     f_encoder: str = "frames"
     prior: str = "lstm"  # lstm (Li & Mandt) | improved (Yingzhen Li)
     decoder: str = "conv"  # conv: mirror of the encoder | improved: Yingzhen Li's MLP + deconvs
