@@ -19,14 +19,16 @@ from .clips import DataError
 
 def atomic_write(path: str | os.PathLike, write: Callable, suffix: str = ".tmp") -> Path:
     """Call write(fileobj) on a temporary file beside `path`, then rename it into place. Temporary
-    files of `path` left by a writer that was killed mid-write are removed first."""
+    files of `path` left by a writer that was killed mid-write are removed first; those of a writer
+    still running (two commands building the same dataset cache at once) are left alone."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}."
     for stale in path.parent.glob(f"{prefix}*{suffix}"):
-        stale.unlink(missing_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=prefix, suffix=suffix,
-                                     delete=False) as tmp:
+        if not _writer_alive(stale.name[len(prefix):]):
+            stale.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f"{prefix}{os.getpid()}.",
+                                     suffix=suffix, delete=False) as tmp:
         try:
             write(tmp)
         except BaseException:
@@ -37,6 +39,20 @@ def atomic_write(path: str | os.PathLike, write: Callable, suffix: str = ".tmp")
     os.chmod(tmp.name, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
     os.replace(tmp.name, path)
     return path
+
+
+def _writer_alive(tail: str) -> bool:
+    """Whether the process named in a temporary's name ("PID.random.suffix") still runs. Names
+    without a pid (older versions) count as dead; so does a pid of another user's process, which
+    would not share this cache folder."""
+    pid = tail.split(".", 1)[0]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError, OverflowError):
+        return False
+    return True
 
 
 def check_output(path: str | os.PathLike, force: bool = False) -> Path:

@@ -238,3 +238,29 @@ def test_recolour_permutes_and_scales_each_clips_channels():
         assert sorted(s for s, _ in gains) == [0, 1, 2]  # a permutation ...
         assert [s for s, _ in gains] != [0, 1, 2]  # ... never the identity
         assert all(0.6 <= g <= 1.4 for _, g in gains)
+
+
+def test_atomic_write_leaves_a_running_writers_temporary_alone(tmp_path):
+    """Two commands building the same cache at once (a judge and a training run started side by
+    side): the second must not delete the first's half-written temporary, only those of writers
+    that are gone (killed mid-write)."""
+    import subprocess
+    import sys
+
+    from dsae_pyro._io import atomic_write
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        running = tmp_path / f".cache.npz.{alive.pid}.abc.npz"
+        killed = tmp_path / f".cache.npz.{dead.pid}.def.npz"
+        legacy = tmp_path / ".cache.npz.ghi.npz"  # named before temporaries carried a pid
+        for f in (running, killed, legacy):
+            f.write_bytes(b"half")
+        atomic_write(tmp_path / "cache.npz", lambda fh: fh.write(b"done"), suffix=".npz")
+        assert (tmp_path / "cache.npz").read_bytes() == b"done"
+        assert running.exists() and not killed.exists() and not legacy.exists()
+    finally:
+        alive.kill()
+        alive.wait()
