@@ -59,6 +59,9 @@ class ModelConfig:
     decoder: str = "conv"  # conv: mirror of the encoder | improved: Yingzhen Li's MLP + deconvs
     decoder_hidden: int = 512  # improved decoder only
     decoder_channels: int = 256  # improved decoder only
+    # 0: the decoder draws the pixels. K > 0: it draws per-pixel weights over a table of K colours
+    # that only f sets (nets.ColourMixDecoder), so sampling z_1:T cannot change a colour
+    decoder_colours: int = 0
     frames: int = 8
     image_channels: int = 3
     image_size: int = 64
@@ -243,7 +246,8 @@ class Config(Sectioned):
                                  "model.decoder_channels", "model.image_channels",
                                  "model.image_size"),
                    at_least_zero=("train.kl_warmup", "train.eval_clips", "train.keep", "train.nce_f_weight",
-                                  "train.nce_z_weight", "train.mi_weight", "train.swap_weight"),
+                                  "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
+                                  "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))
         if m.decoder_features and min(m.decoder_features) < 1:
             raise ConfigError(f"model.decoder_features must be empty or >= 1 in every entry, got "

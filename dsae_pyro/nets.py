@@ -7,6 +7,7 @@ mirrors the encoder.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -162,11 +163,36 @@ class MLPDeconvDecoder(nn.Module):
         return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
 
 
+class ColourMixDecoder(nn.Module):
+    """Every pixel a convex mix of K colours that f alone chooses: a colour table c(f) (B, K, C)
+    and, from any decoder drawing K channels, per-pixel softmax weights w(f, z_t) over it:
+    x_t[c, i, j] = sum_k w_k(f, z_t)[i, j] c_k(f)[c]. The Sprites frames are palette-quantised, so
+    a colour is drawn exactly once f names it, and z_1:T can move colours but never make one.
+    Returns the logit of that mean (clamped at 1e-4) so the likelihoods read it like any decoder's
+    output."""
+
+    def __init__(self, cfg: ModelConfig, base: type[nn.Module]):
+        super().__init__()
+        self.cfg = cfg
+        self.colours = cfg.decoder_colours
+        self.weights = base(dataclasses.replace(cfg, image_channels=self.colours))
+        self.table = nn.Linear(cfg.f_dim, self.colours * cfg.image_channels)
+
+    def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        w = torch.softmax(self.weights(f, z), dim=2)  # (B, T, K, H, W)
+        c = torch.sigmoid(self.table(f)).reshape(f.shape[0], self.colours, -1)  # (B, K, C)
+        mean = torch.einsum("btkhw,bkc->btchw", w, c)
+        return torch.logit(mean, eps=1e-4)
+
+
 DECODERS = {"conv": FrameDecoder, "improved": MLPDeconvDecoder}  # the names model.decoder accepts
 
 
 def make_decoder(cfg: ModelConfig) -> nn.Module:
-    """The decoder named by cfg.decoder: "conv" (mirror of the encoder) or "improved" (Yingzhen Li's)."""
+    """The decoder named by cfg.decoder: "conv" (mirror of the encoder) or "improved" (Yingzhen
+    Li's); with cfg.decoder_colours = K > 0 it draws K mixing weights for a colour table of f."""
+    if cfg.decoder_colours:
+        return ColourMixDecoder(cfg, DECODERS[cfg.decoder])
     return DECODERS[cfg.decoder](cfg)
 
 

@@ -25,7 +25,7 @@ AT_LEAST_ONE = ["train.epochs", "train.batch_size", "train.num_particles", "mode
                 "model.decoder_hidden", "model.decoder_channels", "model.image_channels",
                 "model.image_size"]
 AT_LEAST_ZERO = ["train.kl_warmup", "train.eval_clips", "train.nce_f_weight",
-                 "train.nce_z_weight", "train.mi_weight"]
+                 "train.nce_z_weight", "train.mi_weight", "model.decoder_colours"]
 LISTS = ["model.conv_channels", "model.conv_strides", "model.conv_features"]
 CHOICES = ["model.guide", "model.prior", "model.decoder", "model.likelihood", "train.elbo",
            "train.objective", "train.f_source", "train.z_source", "data.name", "train.device"]

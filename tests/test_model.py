@@ -200,6 +200,31 @@ def test_improved_decoder_shapes():
     assert out.shape == (2, T, 3, 64, 64)
 
 
+@pytest.mark.parametrize("decoder", ["conv", "improved"])
+def test_colour_mix_decoder_draws_only_colours_of_f(decoder):
+    """With model.decoder_colours = K, a frame is a per-pixel convex mix of K colours read from f
+    alone: every pixel lies in the box of f's table whatever z is, and with one-hot weights (the
+    weight layer's output scaled up) every pixel is one of the K table colours, for any z."""
+    cfg = tiny_config(decoder=decoder, decoder_colours=3, decoder_hidden=8, decoder_channels=4)
+    m = DSAE(cfg.model).eval()
+    torch.manual_seed(0)
+    f = torch.randn(2, cfg.model.f_dim)
+    table = torch.sigmoid(m.decoder.table(f)).reshape(2, 3, 3)  # (B, K, C)
+    last = [mod for mod in m.decoder.weights.modules() if isinstance(mod, torch.nn.ConvTranspose2d)][-1]
+    with torch.no_grad():
+        for scale in (1.0, 1e4):
+            last.weight.mul_(scale)
+            last.bias.mul_(scale)
+            for _ in range(3):
+                x = m.decode(f, torch.randn(2, cfg.model.frames, cfg.model.z_dim))  # (B, T, C, H, W)
+                pixels = x.permute(0, 1, 3, 4, 2).reshape(2, -1, 3)
+                lo, hi = table.min(1).values[:, None], table.max(1).values[:, None]
+                assert (pixels >= lo - 1e-4).all() and (pixels <= hi + 1e-4).all()
+        gap = torch.cdist(pixels, table).min(-1).values  # distance of each pixel to its nearest colour
+        assert gap.max() < 1e-3
+        assert len({tuple(c) for c in pixels.reshape(-1, 3).mul(1e3).round().tolist()}) <= 6
+
+
 @pytest.mark.parametrize("guide_name,f_encoder", [(g, "frames") for g in sorted(GUIDES)]
                          + [("factorized", "palette")])
 def test_q_f_reads_x_f_and_q_z_reads_x_z(guide_name, f_encoder):
