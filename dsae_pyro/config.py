@@ -60,7 +60,8 @@ class ModelConfig:
     decoder_hidden: int = 512  # improved decoder only
     decoder_channels: int = 256  # improved decoder only
     # 0: the decoder draws the pixels. K > 0: it draws per-pixel weights over a table of K colours
-    # that only f sets (nets.ColourMixDecoder), so sampling z_1:T cannot change a colour
+    # that only f sets (nets.ColourMixDecoder). On real Sprites (nolabel preset, K = 16, 2 epochs)
+    # it made both tests far worse: z_1:T picks which slot a region takes (experiments/README.md)
     decoder_colours: int = 0
     frames: int = 8
     image_channels: int = 3

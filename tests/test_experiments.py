@@ -23,7 +23,7 @@ SCRIPTS = {
     "ablation_table.py": None,  # run by ablation.sh
     "push_table.py": None,  # run by push.sh
     "probe_f.py": ["out/factorized-lstm"],  # after ablation.sh
-    "motion_under_new_f.py": ["out/factorized-lstm", "out/judge.pt", "--clips", "18"],  # same
+    "latent_swaps.py": ["out/factorized-lstm", "out/judge.pt", "--clips", "18"],  # same
     "dsprites_sample.py": ["sample.png"],
     "frozen_channels_last.py": [],
     "profile_step.py": None,  # GPU only: test_profile_step_on_cpu_says_so
@@ -67,9 +67,12 @@ def test_ablation_then_probe(workdir):
     assert len(list((workdir / "out").glob("*/evaluation.json"))) == 6
     out = run("probe_f.py", SCRIPTS["probe_f.py"], workdir)
     assert out.count("\n") == 4  # one line per attribute
-    out = run("motion_under_new_f.py", SCRIPTS["motion_under_new_f.py"], workdir).splitlines()
-    assert [line.split(":")[0] for line in out] == ["f ~ p(f)", "f of another clip"]
+    out = run("latent_swaps.py", SCRIPTS["latent_swaps.py"], workdir).splitlines()
+    assert [line.split(":")[0] for line in out] == [
+        "f ~ p(f)", "f of another clip", "z_1:T ~ p(z_1:T)", "z_1:T of another clip",
+        "nothing (reconstruction)"]
     assert all(line.endswith("18 clips") for line in out)
+    assert all(f"{a} " in line for line in out[2:] for a in ("body", "bottom", "top", "hair"))
 
 
 def test_push(workdir):
