@@ -13,6 +13,7 @@ from .config import (
     F_SOURCES,
     LIKELIHOODS,
     OBJECTIVES_DSAE,
+    Z_ENCODERS,
     Z_SOURCES,
     ConfigError,
     available_presets,
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                                  ("decoder", DECODERS, "frame decoder (improved: Yingzhen Li's)"),
                                  ("likelihood", LIKELIHOODS, "p(x | f, z)"),
                                  ("f_encoder", F_ENCODERS, "what q(f) reads (palette: which "
-                                  "colours a clip holds, not where)")):
+                                  "colours a clip holds, not where)"),
+                                 ("z_encoder", Z_ENCODERS, "what q(z_1:T) reads (silhouette: "
+                                  "where the sprite is, not what it wears)")):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, choices=choices,
                        help=f"{help_} (default: the preset's)")
     _add_data_args(p)
@@ -227,7 +230,7 @@ def _cmd_train(args) -> int:
     from .train import run_config, train
 
     overrides = list(args.overrides)
-    for name in ("guide", "prior", "decoder", "likelihood", "f_encoder"):
+    for name in ("guide", "prior", "decoder", "likelihood", "f_encoder", "z_encoder"):
         if getattr(args, name):
             overrides.append(f"model.{name}={getattr(args, name)}")
     if args.data:

@@ -25,6 +25,7 @@ OBJECTIVES_DSAE = ("elbo", "contrastive")
 NCE_F_VIEWS = ("shuffle", "shuffle_mirror", "shuffle_tiles")
 SWAP_F = ("prior", "batch")
 F_ENCODERS = ("frames", "palette")
+Z_ENCODERS = ("frames", "silhouette")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
 DATASETS = ("synthetic", "sprites", "digits", "npz")
@@ -55,6 +56,11 @@ class ModelConfig:
     # (nets.PaletteEncoder): which colours a clip holds but not where, so f cannot hold a pose or
     # the direction a sprite faces
     f_encoder: str = "frames"
+    # what q(z_1:T) reads: "frames", the clip itself; "silhouette", each frame's foreground (any
+    # pixel brighter than the black canvas) in every channel: where the sprite is, not what it
+    # wears, so z_1:T cannot hold the colours or the cut of the clothes. In training and at test
+    # (the full guide's q(z_1:T | x, f) still reads f)
+    z_encoder: str = "frames"
     prior: str = "lstm"  # lstm (Li & Mandt) | improved (Yingzhen Li)
     decoder: str = "conv"  # conv: mirror of the encoder | improved: Yingzhen Li's MLP + deconvs
     decoder_hidden: int = 512  # improved decoder only
@@ -233,7 +239,7 @@ class Config(Sectioned):
 
         m = self.model
         self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
-                            "model.f_encoder": F_ENCODERS,
+                            "model.f_encoder": F_ENCODERS, "model.z_encoder": Z_ENCODERS,
                             "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
                             "train.objective": OBJECTIVES_DSAE, "train.nce_f_view": NCE_F_VIEWS,
                             "train.swap_f": SWAP_F,

@@ -8,7 +8,9 @@
 All share a frame encoder v_t = enc(x_t) and q(f | x_1:T): a bi-LSTM over v_1:T whose last forward and
 first backward states feed two affine heads; or, with `model.f_encoder = "palette"`, the same heads
 on an affine layer (BatchNorm, LeakyReLU) of which colours the clip holds (`nets.PaletteEncoder`),
-blind to where each colour is and so to pose and facing direction.
+blind to where each colour is and so to pose and facing direction. With `model.z_encoder =
+"silhouette"` the frame encoder reads, for q(z_1:T), only each frame's foreground
+(`silhouette`): blind to what the sprite wears.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ from .clips import DataError, check_batch
 from .config import ModelConfig
 from .model import z_site
 from .nets import FrameEncoder, GaussianHead, PaletteEncoder, fc_layers
+
+
+def silhouette(x: torch.Tensor) -> torch.Tensor:
+    """Each frame's foreground, 1 where any channel is above the black canvas, 0 elsewhere,
+    repeated in every channel so the frame encoder reads it like a clip."""
+    return (x.amax(dim=2, keepdim=True) > 0).to(x.dtype).expand_as(x)
 
 
 class Guide(nn.Module):
@@ -80,6 +88,8 @@ class Guide(nn.Module):
                 raise DataError(f"{name} {tuple(view.shape)} must have the shape of x "
                                 f"{tuple(x.shape)}")
         x_f, x_z = (x if x_f is None else x_f), (x if x_z is None else x_z)
+        if self.cfg.z_encoder == "silhouette":
+            x_z = silhouette(x_z)
         if self.cfg.f_encoder == "palette":  # q(f) has a network of its own
             return self.f_features(x_f), self.encoder(x_z)
         if x_f is x_z:

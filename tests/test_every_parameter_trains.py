@@ -27,7 +27,7 @@ IMPROVED_DECODER = {"decoder_hidden": 16, "decoder_channels": 4}
 CASES = [{"guide": g, "prior": p, "decoder": d, **(IMPROVED_DECODER if d == "improved" else {})}
          for g, p, d in itertools.product(GUIDES, PRIORS, DECODERS)]
 CASES += [{"likelihood": lik} for lik in LIKELIHOODS if lik != "gaussian"]
-CASES += [{"f_encoder": "palette"}, {"decoder_colours": 3},
+CASES += [{"f_encoder": "palette"}, {"z_encoder": "silhouette"}, {"decoder_colours": 3},
           {"decoder_colours": 3, "decoder": "improved", **IMPROVED_DECODER}]
 
 

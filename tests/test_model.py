@@ -9,10 +9,11 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import Bernoulli, Normal
 
 from dsae_pyro.data import to_tensor
-from dsae_pyro.data.views import mirror, shuffle_frames, shuffle_tiles
+from dsae_pyro.data.views import mirror, recolour, shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import GUIDES, make_guide
 from dsae_pyro.model import DSAE, z_site
 from dsae_pyro.nets import PaletteEncoder
+from dsae_pyro.posterior import use_mean
 from dsae_pyro.priors import RemixedLSTMPrior
 
 B, T = 3, 8
@@ -293,6 +294,34 @@ def test_palette_q_f_sees_colours_not_where_they_are():
                 assert same == invariant
             assert not torch.allclose(guide.q_f(guide.f_features(recoloured))[0], loc)
 
+
+
+@pytest.mark.parametrize("guide_name", ["factorized", "causal"])
+def test_silhouette_q_z_sees_where_not_what(guide_name):
+    """With model.z_encoder = "silhouette", q(z_1:T) (at every site, via poutine.trace) is the
+    same for a clip and the clip recoloured on its black canvas, and moves once the sprite moves;
+    with the frames z encoder a recolouring moves it. q(f) still reads the colours. (The full
+    guide's q(z_1:T | x, f) reads f as well, so it is not blind to colour.)"""
+    g = torch.Generator().manual_seed(1)
+    canvas = torch.rand(2, T, 1, 64, 64, generator=g) < 0.4  # black where the sprite is not
+    x = palette_clips().clamp(min=0.1).masked_fill(canvas, 0)
+    recoloured = recolour(x, g)
+    moved = x.roll(3, dims=-1)
+
+    def q(guide, clips):
+        tr = poutine.trace(use_mean()(guide)).get_trace(clips)
+        return torch.cat([tr.nodes[z_site(t)]["value"] for t in range(1, T + 1)], -1), \
+            tr.nodes["f"]["value"]
+
+    for z_encoder, invariant in (("silhouette", True), ("frames", False)):
+        _, _, guide = build(guide_name, z_encoder=z_encoder, f_encoder="palette")
+        with torch.no_grad():
+            z, f = q(guide, x)
+            z_re, f_re = q(guide, recoloured)
+            assert torch.allclose(z_re, z, atol=1e-6) == invariant
+            assert not torch.allclose(f_re, f)
+            if invariant:
+                assert not torch.allclose(q(guide, moved)[0], z)
 
 def test_paper_preset_has_li_and_mandts_layer_sizes():
     """Encoder: conv -> 4096 -> 2048; decoder: concat(f, z_t) (288) -> 4096 -> 8*8*256, as published."""
