@@ -147,7 +147,8 @@ def write_html(run: Run, run_dir, title: str | None = None) -> Path:
     body = [f"<h1>{html.escape(title)}</h1>",
             run_header(run.cfg, {
                 "data": f"{run.cfg.data.name} {run.cfg.data.path}".strip(),
-                "networks": f"guide {m.guide} (f encoder {m.f_encoder}), prior {m.prior}, decoder "
+                "networks": f"guide {m.guide} (f encoder {m.f_encoder}, z encoder {m.z_encoder}), "
+                            f"prior {m.prior}, decoder "
                             f"{m.decoder}" + (f" mixing {m.decoder_colours} colours of f"
                                               if m.decoder_colours else "")
                             + f", likelihood {m.likelihood}",
