@@ -30,9 +30,10 @@ from .train import load_run_and_test
 from .viz import cosine_figure, scores_figure
 
 
-def supervision(train) -> str:
-    """What a run's training read (objective, views, labels), so that no table or figure sets a
-    weakly supervised run beside published unsupervised numbers without saying so."""
+def supervision(cfg) -> str:
+    """What a run's training read (objective, views, encoders, labels), so that no table or
+    figure sets a weakly supervised run beside published unsupervised numbers without saying so."""
+    train = cfg.train
     weak = train.f_source == "sibling"
     parts = [f"objective {train.objective}"
              + (f" (f's positive view: {train.nce_f_view})" if train.objective == "contrastive"
@@ -40,6 +41,10 @@ def supervision(train) -> str:
              "q(f) reads " + ("a sibling clip of the same character" if weak else "the clip itself")]
     if train.z_source == "recolour":
         parts.append("q(z) reads the recoloured clip")
+    if cfg.model.f_encoder == "palette":
+        parts.append("q(f) reads only which colours the clip holds")
+    if cfg.model.z_encoder == "silhouette":
+        parts.append("q(z) reads only the silhouettes")
     parts.append("weakly supervised by character identity" if weak else "no labels")
     return "; ".join(parts)
 
@@ -75,7 +80,7 @@ def _judged(run, test, judges: list[Path], bounds: dict, draws: int, seed: int, 
                   for i, j in enumerate(scores["judges"]))
     each = "".join(f" Judge {i + 1}: {on_recon(e)}." for i, e in enumerate(rec["judged_each"])
                    ) if len(judges) > 1 else ""
-    scores["training"] = supervision(run.cfg.train)
+    scores["training"] = supervision(run.cfg)
     table = (f"Training: {scores['training']}.\n\n{who}\n"
              + markdown_table(scores, test.schema, published=d.name == "sprites")) + (
         f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
