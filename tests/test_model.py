@@ -275,7 +275,8 @@ def test_palette_encoder_is_the_presence_of_every_pixel_max_pooled():
     assert out.shape == (64,) and out.max() == 1 and (out == 1).sum() == 2  # black and red
     assert out[0] == 1 and out[3 * 16] == 1  # (r, g, b) on the grid, blue varying fastest
     big = palette_clips(b=130, colours=3)  # past int32 keys: the int64 path gives the same
-    torch.testing.assert_close(enc(big)[:2], enc(big[:2]), rtol=0, atol=0)
+    # up to rounding: with 2 threads exp is vectorised in other chunks for 130 clips than for 2
+    torch.testing.assert_close(enc(big)[:2], enc(big[:2]), rtol=1e-4, atol=1e-7)
 
 
 def test_palette_q_f_sees_colours_not_where_they_are():
