@@ -68,7 +68,7 @@ def test_ablation_then_probe(workdir):
     out = run("probe_f.py", SCRIPTS["probe_f.py"], workdir)
     assert out.count("\n") == 4  # one line per attribute
     out = run("latent_swaps.py", SCRIPTS["latent_swaps.py"], workdir).splitlines()
-    assert [line.split(":")[0] for line in out] == [
+    assert [line.split(": ")[0] for line in out] == [
         "f ~ p(f)", "f of another clip", "z_1:T ~ p(z_1:T)", "z_1:T of another clip",
         "nothing (reconstruction)"]
     assert all(line.endswith("18 clips") for line in out)
