@@ -32,6 +32,17 @@ EXAMPLES = """examples:
 """
 
 
+# The model.* fields `dsae train` offers as options, with their help.
+MODEL_OPTIONS = {
+    "guide": "inference network",
+    "prior": "prior over z_1:T",
+    "decoder": "frame decoder (improved: Yingzhen Li's)",
+    "likelihood": "p(x | f, z)",
+    "f_encoder": "what q(f) reads (palette: which colours a clip holds, not where)",
+    "z_encoder": "what q(z_1:T) reads (silhouette: where the sprite is, not what it wears)",
+}
+
+
 def _at_least(low: int):
     """An argparse type: an integer >= low."""
     def parse(text: str) -> int:
@@ -77,15 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     p.add_argument("--preset", help=f"one of {available_presets()} or a .toml file (default: "
                    "cpu; a resumed run keeps its own)")
-    for name, choices, help_ in (("guide", GUIDES, "inference network"),
-                                 ("prior", PRIORS, "prior over z_1:T"),
-                                 ("decoder", DECODERS, "frame decoder (improved: Yingzhen Li's)"),
-                                 ("likelihood", LIKELIHOODS, "p(x | f, z)"),
-                                 ("f_encoder", F_ENCODERS, "what q(f) reads (palette: which "
-                                  "colours a clip holds, not where)"),
-                                 ("z_encoder", Z_ENCODERS, "what q(z_1:T) reads (silhouette: "
-                                  "where the sprite is, not what it wears)")):
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, choices=choices,
+    choices = {"guide": GUIDES, "prior": PRIORS, "decoder": DECODERS, "likelihood": LIKELIHOODS,
+               "f_encoder": F_ENCODERS, "z_encoder": Z_ENCODERS}
+    for name, help_ in MODEL_OPTIONS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, choices=choices[name],
                        help=f"{help_} (default: the preset's)")
     _add_data_args(p)
     p.add_argument("--f-source", choices=F_SOURCES,
@@ -230,7 +236,7 @@ def _cmd_train(args) -> int:
     from .train import run_config, train
 
     overrides = list(args.overrides)
-    for name in ("guide", "prior", "decoder", "likelihood", "f_encoder", "z_encoder"):
+    for name in MODEL_OPTIONS:
         if getattr(args, name):
             overrides.append(f"model.{name}={getattr(args, name)}")
     if args.data:

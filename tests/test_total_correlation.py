@@ -105,6 +105,20 @@ def test_the_tc_term_changes_the_loss_by_beta_minus_one_times_tc():
     assert float((val - ref).detach()) == pytest.approx(4.0 * loss.terms["tc"] * 8, rel=1e-6, abs=1e-6)
 
 
+@pytest.mark.parametrize("make", [lambda w: TCLoss(beta=5.0, dataset_size=1000, warmup=w),
+                                  lambda w: FactorVAELoss(gamma=4.0, latents=3, warmup=w)],
+                         ids=["tc", "factorvae"])
+def test_the_tc_warmup_starts_at_the_elbo_and_reaches_the_full_weight(make):
+    loss = make(100)
+    ref, _, val, _ = _elbo_and(loss)  # step 0: weight 0, the plain ELBO
+    assert loss.weight == 0.0 and torch.allclose(val, ref, rtol=1e-6)
+    loss.step = 25
+    assert loss.weight == pytest.approx(0.25 * make(0).weight)
+    for step in (100, 5000):  # from the end of the warm-up on, the same as no warm-up
+        loss.step = step
+        assert loss.weight == make(0).weight == 4.0
+
+
 def _factors(n=6000, seed=0):
     rng = np.random.RandomState(seed)
     return rng, np.stack([rng.randint(3, size=n), rng.randint(6, size=n), rng.randint(8, size=n)], 1)

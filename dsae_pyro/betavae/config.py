@@ -34,6 +34,7 @@ class BetaTrainConfig:
     disc_lr: float = 1e-4  # objective factorvae: the discriminator's Adam
     disc_hidden: int = 256  # objective factorvae: discriminator width (Kim & Mnih: 1000) ...
     disc_layers: int = 3  # ... and depth (Kim & Mnih: 6)
+    tc_warmup: int = 0  # objectives tc and factorvae: the TC weight rises from 0 over these steps
     steps: int = 100_000
     batch_size: int = 64
     lr: float = 5e-4
@@ -66,4 +67,5 @@ class BetaVAEConfig(Sectioned):
                    at_least_one=("train.steps", "train.batch_size", "train.log_every",
                                  "train.c_steps", "model.latents", "train.disc_hidden",
                                  "train.disc_layers"),
-                   at_least_zero=("train.c_max", "train.factor_gamma", "train.keep"))
+                   at_least_zero=("train.c_max", "train.factor_gamma", "train.keep",
+                                  "train.tc_warmup"))

@@ -43,9 +43,14 @@ def _terms(g, m, x):
     return log_lik, kl
 
 
+def ramp(step: int, steps: int) -> float:
+    """A linear warm-up: 0 at step 0, 1 from `steps` on (1 throughout when steps is 0)."""
+    return min(1.0, step / steps) if steps else 1.0
+
+
 def capacity(step: int, c_max: float, c_steps: int) -> float:
     """C at a training step: linear from 0 to c_max over c_steps, then constant."""
-    return c_max * min(1.0, step / c_steps)
+    return c_max * ramp(step, c_steps)
 
 
 class CapacityLoss:
@@ -72,11 +77,20 @@ class CapacityLoss:
 class TCLoss:
     """beta-TCVAE as a loss for `SVI(model, guide, optim, loss=TCLoss(beta, dataset_size))`:
     -ELBO + (beta - 1) TC, summed over the batch like Trace_ELBO (equal to it at beta = 1).
-    `terms` holds the last step's TC (nats) for the history."""
+    With `warmup` > 0 the TC weight rises linearly from 0 (the plain ELBO) over that many steps:
+    the full weight from the first step can collapse the posterior before the decoder learns.
+    The training loop sets `step`; `terms` holds the last step's TC (nats) for the history."""
 
-    def __init__(self, beta: float = 6.0, dataset_size: int = 737_280, sampling: str = "mss"):
-        self.beta, self.dataset_size, self.sampling = beta, dataset_size, sampling
+    def __init__(self, beta: float = 6.0, dataset_size: int = 737_280, sampling: str = "mss",
+                 warmup: int = 0):
+        self.beta, self.dataset_size, self.sampling, self.warmup = beta, dataset_size, sampling, warmup
+        self.step = 0
         self.terms: dict[str, float] = {}
+
+    @property
+    def weight(self) -> float:
+        """The TC weight at this step: (beta - 1), warmed up."""
+        return (self.beta - 1) * ramp(self.step, self.warmup)
 
     def __call__(self, model, guide, x: torch.Tensor, **kwargs) -> torch.Tensor:
         g, m = traces(model, guide, x)
@@ -85,7 +99,7 @@ class TCLoss:
         tc = total_correlation(g.nodes["z"]["value"], q.loc, q.scale, self.dataset_size,
                                self.sampling)
         self.terms = {"tc": tc.item()}
-        return (-log_lik + kl.sum(-1)).sum() + (self.beta - 1) * tc * len(x)
+        return (-log_lik + kl.sum(-1)).sum() + self.weight * tc * len(x)
 
 
 class Discriminator(nn.Module):
@@ -114,11 +128,11 @@ class FactorVAELoss:
     -ELBO + gamma TC with TC ~ E[logit_0 D(z) - logit_1 D(z)] (the density-ratio trick), summed
     over the batch. Each call first takes one step of the discriminator (its own Adam, outside
     Pyro's param store) on the batch's z against its dimension-permuted copy, then reads TC from
-    the updated discriminator."""
+    the updated discriminator. `warmup` ramps gamma up from 0 as in `TCLoss`."""
 
     def __init__(self, gamma: float = 35.0, latents: int = 10, lr: float = 1e-4,
-                 hidden: int = 256, layers: int = 3):
-        self.gamma = gamma
+                 hidden: int = 256, layers: int = 3, warmup: int = 0):
+        self.gamma, self.warmup, self.step = gamma, warmup, 0
         self.discriminator = Discriminator(latents, hidden, layers)
         self.optim = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.9))
         self.generator: torch.Generator | None = None
@@ -144,4 +158,9 @@ class FactorVAELoss:
         logits = self.discriminator(z)
         tc = (logits[:, 0] - logits[:, 1]).mean()
         self.terms = {"tc": tc.item(), "d_loss": d_loss.item()}
-        return (-log_lik + kl.sum(-1)).sum() + self.gamma * tc * len(x)
+        return (-log_lik + kl.sum(-1)).sum() + self.weight * tc * len(x)
+
+    @property
+    def weight(self) -> float:
+        """The TC weight at this step: gamma, warmed up."""
+        return self.gamma * ramp(self.step, self.warmup)

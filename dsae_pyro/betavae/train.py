@@ -58,9 +58,10 @@ class BetaVAERun(Checkpointed):
         t = cfg.train
         loss = {"H": Trace_ELBO,
                 "B": lambda: CapacityLoss(t.gamma, t.c_max, t.c_steps),
-                "tc": lambda: TCLoss(t.beta, sampling=t.sampling),
+                "tc": lambda: TCLoss(t.beta, sampling=t.sampling, warmup=t.tc_warmup),
                 "factorvae": lambda: FactorVAELoss(t.factor_gamma, cfg.model.latents, t.disc_lr,
-                                                   t.disc_hidden, t.disc_layers).to(device),
+                                                   t.disc_hidden, t.disc_layers,
+                                                   t.tc_warmup).to(device),
                 }[t.objective]()
         svi = SVI(vae.model, vae.guide, Adam(cls.optimiser_settings(cfg)), loss)
         return cls(cfg, vae, svi, device)
@@ -97,7 +98,7 @@ class BetaVAERun(Checkpointed):
         """One SVI step on a random batch; returns the loss per image."""
         x = data.images(self.batch(len(data), self.step), self.device)
         objective = self.svi.loss
-        if isinstance(objective, CapacityLoss):
+        if hasattr(objective, "step"):  # schedules: B's capacity, the TC weight's warm-up
             objective.step = self.step
         if isinstance(objective, TCLoss):
             objective.dataset_size = len(data)
@@ -158,6 +159,7 @@ def fit_betavae(cfg: BetaVAEConfig, data: DSprites, run_dir: str | os.PathLike,
             point = {"step": run.step, "train_loss": total / n, **run.measure(data),
                      **{f"train_{k}": v / n for k, v in terms.items()},
                      "capacity": capacity(run.step, t.c_max, t.c_steps) if t.objective == "B" else None,
+                     "tc_weight": getattr(run.svi.loss, "weight", None),
                      "seconds": round(seconds, 2),
                      "images_per_s": round(n * t.batch_size / seconds, 1)}
             run.history.append(point)
