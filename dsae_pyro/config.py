@@ -69,6 +69,9 @@ class ModelConfig:
     # that only f sets (nets.ColourMixDecoder). On real Sprites (nolabel preset, K = 16, 2 epochs)
     # it made both tests far worse: z_1:T picks which slot a region takes (experiments/README.md)
     decoder_colours: int = 0
+    # true: f also modulates every hidden layer of the decoder (nets.FiLM), a direct path from the
+    # appearance to the high-resolution layers that draw skin and clothes
+    decoder_film: bool = False
     frames: int = 8
     image_channels: int = 3
     image_size: int = 64

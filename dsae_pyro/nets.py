@@ -111,8 +111,50 @@ class PaletteEncoder(nn.Module):
         return h.new_zeros(b, h.shape[1]).scatter_reduce(0, index, h, "amax", include_self=False)
 
 
-class FrameDecoder(nn.Module):
-    """(f, z_1:T) -> per-pixel output (B, T, C, H, W): affine layers then transposed convs.
+class FiLM(nn.Module):
+    """Feature-wise modulation by f (Perez et al., AAAI 2018): h * (1 + gamma(f)) + beta(f) per
+    channel. Starts as the identity (zero weights), so it only adds a path from f to the layer."""
+
+    def __init__(self, f_dim: int, channels: int):
+        super().__init__()
+        self.affine = nn.Linear(f_dim, 2 * channels)
+        nn.init.zeros_(self.affine.weight)
+        nn.init.zeros_(self.affine.bias)
+
+    def forward(self, h: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.affine(f)[..., None, None].chunk(2, dim=1)
+        return h * (1 + gamma) + beta
+
+
+class _Decoder(nn.Module):
+    """(f, z_1:T) -> per-pixel output (B, T, C, H, W): `fc` on [f, z_t] reshaped to `grid`, then
+    the upsampling stack `deconv`. With cfg.decoder_film, f also modulates the output of every
+    activation of `deconv` (FiLM), so the late, high-resolution layers read the appearance
+    directly rather than only through the 4x4 grid."""
+
+    def _add_film(self, cfg: ModelConfig) -> None:
+        acts = [i for i, m in enumerate(self.deconv) if isinstance(m, (nn.LeakyReLU, nn.ReLU))]
+        widths = [next(m.out_channels for m in reversed(self.deconv[:i])
+                       if isinstance(m, nn.ConvTranspose2d)) for i in acts]
+        self.film_at = dict(zip(acts, range(len(acts)), strict=True))
+        self.films = (nn.ModuleList(FiLM(cfg.f_dim, w) for w in widths) if cfg.decoder_film
+                      else None)
+
+    def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        b, t = z.shape[:2]
+        f_t = f.unsqueeze(1).expand(b, t, f.shape[-1]).reshape(b * t, -1)
+        h = self.fc(torch.cat([f_t, z.reshape(b * t, -1)], dim=-1)).reshape(b * t, *self.grid)
+        if self.films is None:
+            return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
+        for i, layer in enumerate(self.deconv):
+            h = layer(h)
+            if i in self.film_at:
+                h = self.films[self.film_at[i]](h, f_t)
+        return h.reshape(b, t, *self.cfg.image_shape)
+
+
+class FrameDecoder(_Decoder):
+    """The mirror of the encoder: affine layers then transposed convs.
 
     The last layer has no BatchNorm and no activation: the likelihood maps it to a mean or logits.
     """
@@ -122,6 +164,7 @@ class FrameDecoder(nn.Module):
         self.cfg = cfg
         hidden = cfg.decoder_features or list(reversed(cfg.conv_features))
         self.fc = fc_layers([cfg.f_dim + cfg.z_dim, *hidden, cfg.conv_out_dim])
+        self.grid = cfg.conv_out_shape
         chans = list(reversed(cfg.conv_channels))
         outs = chans[1:] + [cfg.image_channels]
         layers = []
@@ -132,15 +175,10 @@ class FrameDecoder(nn.Module):
             if i < len(chans) - 1:
                 layers += [nn.BatchNorm2d(c_out), _act()]
         self.deconv = nn.Sequential(*layers)
-
-    def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        b, t = z.shape[:2]
-        fz = torch.cat([f.unsqueeze(1).expand(b, t, f.shape[-1]), z], dim=-1)
-        h = self.fc(fz.reshape(b * t, -1)).reshape(b * t, *self.cfg.conv_out_shape)
-        return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
+        self._add_film(cfg)
 
 
-class MLPDeconvDecoder(nn.Module):
+class MLPDeconvDecoder(_Decoder):
     """Yingzhen Li's decoder ("improved"): MLP [f+z, hidden, 4x4xC] with ReLU, then kernel-3
     transposed convs 4 -> 8 -> 16 -> 32 -> 64 (C channels, ReLU) and a last one to 3 channels (no
     activation)."""
@@ -151,16 +189,12 @@ class MLPDeconvDecoder(nn.Module):
         self.cfg = cfg
         self.fc = nn.Sequential(nn.Linear(cfg.f_dim + cfg.z_dim, cfg.decoder_hidden), nn.ReLU(),
                                 nn.Linear(cfg.decoder_hidden, c * 16), nn.ReLU())
+        self.grid = (c, 4, 4)
         ups = []
         for _ in range(4):
             ups += [nn.ConvTranspose2d(c, c, 3, 2, 1, output_padding=1), nn.ReLU()]
         self.deconv = nn.Sequential(*ups, nn.ConvTranspose2d(c, cfg.image_channels, 3, 1, 1))
-
-    def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        b, t = z.shape[:2]
-        fz = torch.cat([f.unsqueeze(1).expand(b, t, f.shape[-1]), z], dim=-1)
-        h = self.fc(fz.reshape(b * t, -1)).reshape(b * t, -1, 4, 4)
-        return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
+        self._add_film(cfg)
 
 
 class ColourMixDecoder(nn.Module):

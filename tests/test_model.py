@@ -202,6 +202,32 @@ def test_improved_decoder_shapes():
 
 
 @pytest.mark.parametrize("decoder", ["conv", "improved"])
+def test_film_decoder_starts_as_the_plain_one_and_lets_f_set_every_hidden_layer(decoder):
+    """model.decoder_film: at initialisation the decoder draws exactly what the plain one with the
+    same weights draws; once the FiLM weights move, f alone rescales each hidden layer's
+    channels, so two f that the plain decoder's fc cannot tell apart draw different frames."""
+    sizes = {"decoder_hidden": 8, "decoder_channels": 4}
+    plain = DSAE(tiny_config(decoder=decoder, **sizes).model).decoder.eval()
+    film = DSAE(tiny_config(decoder=decoder, decoder_film=True, **sizes).model).decoder.eval()
+    missing, unexpected = film.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("films.") for k in missing)
+    assert len(film.films) == sum(isinstance(m, (torch.nn.LeakyReLU, torch.nn.ReLU))
+                                  for m in film.deconv)
+    torch.manual_seed(0)
+    f, z = torch.randn(2, 4), torch.randn(2, 8, 3)
+    with torch.no_grad():
+        assert torch.equal(film(f, z), plain(f, z))
+        for layer in (plain.fc, film.fc):  # the fc path no longer reads f (its first 4 inputs)
+            first = next(m for m in layer if isinstance(m, torch.nn.Linear))
+            first.weight[:, :4] = 0
+        for m in film.films:
+            torch.nn.init.normal_(m.affine.weight)
+        g = f + 1.0
+        assert torch.equal(plain(f, z), plain(g, z))
+        assert not torch.allclose(film(f, z), film(g, z))
+
+
+@pytest.mark.parametrize("decoder", ["conv", "improved"])
 def test_colour_mix_decoder_draws_only_colours_of_f(decoder):
     """With model.decoder_colours = K, a frame is a per-pixel convex mix of K colours read from f
     alone: every pixel lies in the box of f's table whatever z is, and with one-hot weights (the
