@@ -77,8 +77,9 @@ class CapacityLoss:
 class TCLoss:
     """beta-TCVAE as a loss for `SVI(model, guide, optim, loss=TCLoss(beta, dataset_size))`:
     -ELBO + (beta - 1) TC, summed over the batch like Trace_ELBO (equal to it at beta = 1).
-    With `warmup` > 0 the TC weight rises linearly from 0 (the plain ELBO) over that many steps:
-    the full weight from the first step can collapse the posterior before the decoder learns.
+    With `warmup` > 0 the TC weight rises linearly from 0 (the plain ELBO) over that many steps.
+    On dSprites it did not help: the code forms rotated before the weight arrives
+    (experiments/README.md, "The TC weight warmed up").
     The training loop sets `step`; `terms` holds the last step's TC (nats) for the history."""
 
     def __init__(self, beta: float = 6.0, dataset_size: int = 737_280, sampling: str = "mss",
