@@ -133,23 +133,23 @@ class _Decoder(nn.Module):
     directly rather than only through the 4x4 grid."""
 
     def _add_film(self, cfg: ModelConfig) -> None:
-        acts = [i for i, m in enumerate(self.deconv) if isinstance(m, (nn.LeakyReLU, nn.ReLU))]
+        """FiLM after each activation of `deconv` (none without cfg.decoder_film); `film_at`
+        maps a layer's index to its FiLM."""
+        acts = [i for i, m in enumerate(self.deconv) if isinstance(m, (nn.LeakyReLU, nn.ReLU))
+                ] if cfg.decoder_film else []
         widths = [next(m.out_channels for m in reversed(self.deconv[:i])
                        if isinstance(m, nn.ConvTranspose2d)) for i in acts]
-        self.film_at = dict(zip(acts, range(len(acts)), strict=True))
-        self.films = (nn.ModuleList(FiLM(cfg.f_dim, w) for w in widths) if cfg.decoder_film
-                      else None)
+        self.films = nn.ModuleList(FiLM(cfg.f_dim, w) for w in widths)
+        self.film_at = {i: film for i, film in zip(acts, self.films, strict=True)}
 
     def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         b, t = z.shape[:2]
         f_t = f.unsqueeze(1).expand(b, t, f.shape[-1]).reshape(b * t, -1)
         h = self.fc(torch.cat([f_t, z.reshape(b * t, -1)], dim=-1)).reshape(b * t, *self.grid)
-        if self.films is None:
-            return self.deconv(h).reshape(b, t, *self.cfg.image_shape)
         for i, layer in enumerate(self.deconv):
             h = layer(h)
             if i in self.film_at:
-                h = self.films[self.film_at[i]](h, f_t)
+                h = self.film_at[i](h, f_t)
         return h.reshape(b, t, *self.cfg.image_shape)
 
 

@@ -22,7 +22,7 @@ def test_notebook_runs(path, monkeypatch, tmp_path):
     monkeypatch.setenv("CI", "true")
     nb = nbformat.read(path, as_version=4)
     # a cell that raises makes execute() raise CellExecutionError, failing the test. The guide
-    # notebook's training cell takes about 40 s alone on 2 cores but passed 300 s twice on a
+    # notebook runs in under a minute alone on 2 cores (57 s) but ran past 300 s twice on a
     # machine shared with training runs: the limit catches a hang, not slowness
     NotebookClient(nb, timeout=900, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
