@@ -27,11 +27,20 @@ from .config import ModelConfig
 from .model import z_site
 from .nets import FrameEncoder, GaussianHead, PaletteEncoder, fc_layers
 
+# under the darkest LPC sprite pixel (14/255, outlines) dimmed by the recolour view (gain 0.6)
+SILHOUETTE_EDGE = 0.03
 
-def silhouette(x: torch.Tensor) -> torch.Tensor:
-    """Each frame's foreground, 1 where any channel is above the black canvas, 0 elsewhere,
-    repeated in every channel so the frame encoder reads it like a clip."""
-    return (x.amax(dim=2, keepdim=True) > 0).to(x.dtype).expand_as(x)
+
+def silhouette(x: torch.Tensor, edge: float = SILHOUETTE_EDGE, width: float = 0.1) -> torch.Tensor:
+    """Each frame's foreground, 1 where the brightest channel is above `edge` and 0 elsewhere,
+    repeated in every channel so the frame encoder reads it like a clip. On real sprites that is
+    the sprite on its black canvas, recoloured or not. Its gradient is a logistic ramp's of the
+    given width about the edge (straight-through, Bengio et al. 2013), so a loss on what
+    q(z_1:T) reads from frames the decoder drew (the contrastive swap term) reaches the decoder,
+    which a sigmoid makes grey, never black, where it is unsure."""
+    level = x.amax(dim=2, keepdim=True)
+    ramp = torch.sigmoid((level - edge) / width)
+    return ((level > edge).to(x.dtype) + (ramp - ramp.detach())).expand_as(x)
 
 
 class Guide(nn.Module):

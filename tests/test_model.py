@@ -10,7 +10,7 @@ from torch.distributions import Bernoulli, Normal
 
 from dsae_pyro.data import to_tensor
 from dsae_pyro.data.views import mirror, recolour, shuffle_frames, shuffle_tiles
-from dsae_pyro.guides import GUIDES, make_guide
+from dsae_pyro.guides import GUIDES, make_guide, silhouette
 from dsae_pyro.model import DSAE, z_site
 from dsae_pyro.nets import PaletteEncoder
 from dsae_pyro.posterior import use_mean
@@ -349,6 +349,25 @@ def test_silhouette_q_z_sees_where_not_what(guide_name):
             assert not torch.allclose(f_re, f)
             if invariant:
                 assert not torch.allclose(q(guide, moved)[0], z)
+
+def test_silhouette_is_exact_on_sprites_and_differentiable_on_drawn_frames():
+    """On sprite pixels (the darkest LPC one is 14/255) on a black canvas, recoloured or not, the
+    silhouette is the 0/1 foreground; on frames the decoder draws (a sigmoid, never exactly
+    black) it passes a gradient back to the decoder's inputs, which a threshold at 0 did not."""
+    g = torch.Generator().manual_seed(0)
+    canvas = torch.rand(2, T, 1, 64, 64, generator=g) < 0.7
+    canvas[0, 0, 0, 0, 0] = False
+    x = (14 / 255 + (1 - 14 / 255) * torch.rand(2, T, 3, 64, 64, generator=g)).masked_fill(canvas, 0)
+    x[0, 0, :, 0, 0] = torch.tensor([14 / 255, 0.0, 0.0])  # an outline pixel, dark in one channel
+    foreground = (~canvas).to(x.dtype).expand_as(x)
+    for clips in (x, recolour(x, g)):  # the recolour view dims a channel by 0.6 at most
+        assert torch.equal(silhouette(clips), foreground)
+    _, model, _ = build()
+    f = torch.randn(2, model.cfg.f_dim, requires_grad=True)
+    drawn = model.decode(f, torch.randn(2, T, model.cfg.z_dim))
+    silhouette(drawn).sum().backward()
+    assert f.grad.abs().sum() > 0
+
 
 def test_paper_preset_has_li_and_mandts_layer_sizes():
     """Encoder: conv -> 4096 -> 2048; decoder: concat(f, z_t) (288) -> 4096 -> 8*8*256, as published."""

@@ -142,6 +142,26 @@ def test_the_swap_term_with_batch_f_decodes_each_clip_with_the_previous_clips_f(
         ContrastiveLoss(swap_weight=1.0, swap_f="data")
 
 
+def test_the_swap_term_reaches_the_decoder_through_a_silhouette_q_z():
+    """With model.z_encoder = "silhouette" the factorized guide reads only the drawn frames'
+    foreground for z_1:T; the swap term must still train the decoder to draw the z_1:T it was
+    given (the ELBO's gradient subtracted: same draws, the term's weight 1 against 0)."""
+    cfg = tiny_config(guide="factorized", z_encoder="silhouette")
+    torch.manual_seed(0)
+    model, g = DSAE(cfg.model).double(), make_guide(cfg.model).double()  # no rounding noise
+    x = to_tensor(tiny_split([0, 259]).x[:4]).double()
+    decoder = list(model.decoder.parameters())
+
+    def decoder_grads(weight):
+        pyro.set_rng_seed(5)
+        loss = ContrastiveLoss(0.0, 0.0, 0.0, swap_weight=weight).differentiable_loss(
+            model.model, g, x)
+        return torch.autograd.grad(loss, decoder)
+
+    with_term, without = decoder_grads(1.0), decoder_grads(0.0)
+    assert sum((a - b).abs().sum() for a, b in zip(with_term, without, strict=True)) > 1e-3
+
+
 @pytest.mark.parametrize("guide", ["factorized", "full"])
 def test_with_zero_weights_it_is_trace_elbo_value_and_gradients(guide):
     cfg = tiny_config(guide=guide)
