@@ -141,7 +141,8 @@ def hardest_cases(snapshots: list[Path], path: Path, rows: int = 4) -> None:
 def write_tables(out: Path, title: str, show: bool = True) -> list[dict]:
     """curve.csv, curve.md and curve.png from every scored snapshot in `out` (the table printed
     when `show`)."""
-    snapshots = sorted((p.parent for p in out.glob("e*/evaluation.json")),
+    snapshots = sorted((p.parent for p in out.glob("e*/evaluation.json")
+                        if p.parent.name[1:].isdigit()),  # eN; other folders are the user's
                        key=lambda p: int(p.name[1:]))
     rows = [row_of(p) for p in snapshots]
     if not rows:
