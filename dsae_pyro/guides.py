@@ -48,6 +48,7 @@ class Guide(nn.Module):
     (`z_features`) and, if z_t also depends on z_<t, how (`z_step`)."""
 
     name = "base"
+    z_reads_f = False  # whether q(z_1:T) is read given f (then it depends on what q(f) reads)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -147,6 +148,7 @@ class FullGuide(Guide):
     """q(z_t | x_1:T, f): bi-LSTM over [v_t, f], an RNN over its outputs, two affine heads."""
 
     name = "full"
+    z_reads_f = True
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)

@@ -142,6 +142,25 @@ def test_the_swap_term_with_batch_f_decodes_each_clip_with_the_previous_clips_f(
         ContrastiveLoss(swap_weight=1.0, swap_f="data")
 
 
+@pytest.mark.parametrize("guide", ["factorized", "causal", "full"])
+def test_the_swap_term_is_the_same_when_a_palette_q_f_reads_the_real_clips(guide):
+    """With the palette q(f) and a q(z_1:T) that does not read f, the swap term lets q(f) read
+    the real clips (fast) instead of the drawn frames; z_1:T read back, and so the term, are
+    what reading the drawn frames alone gives, by hand, for every guide."""
+    cfg = tiny_config(guide=guide, f_encoder="palette")
+    torch.manual_seed(0)
+    model, g = DSAE(cfg.model), make_guide(cfg.model)
+    x = to_tensor(tiny_split([0, 259]).x[:4])
+    loss = ContrastiveLoss(0.0, 0.0, 0.0, swap_weight=1.0)
+    pyro.set_rng_seed(5)
+    loss.differentiable_loss(model.model, g, x)
+    pyro.set_rng_seed(5)
+    post = Posterior.of_trace(poutine.trace(g).get_trace(x), 8)
+    drawn = poutine.trace(poutine.condition(model.model, data=post.z_data())).get_trace(batch_size=4)
+    back = Posterior.of_trace(poutine.trace(g).get_trace(drawn.nodes["x"]["fn"].mean), 8)
+    assert loss.terms["swap"] == pytest.approx(info_nce(post.z_loc, back.z_loc).item(), abs=1e-5)
+
+
 def test_the_swap_term_reaches_the_decoder_through_a_silhouette_q_z():
     """With model.z_encoder = "silhouette" the factorized guide reads only the drawn frames'
     foreground for z_1:T; the swap term must still train the decoder to draw the z_1:T it was
