@@ -98,7 +98,7 @@ def figure(rows: list[dict], path: Path, title: str) -> None:
             ax.plot(minutes, [r[f"{k}_ceiling"] for r in rows], ls=":", color=colour, lw=1.2)
     ax.plot([], [], ls=":", color="0.3", label="same head on\nreconstructions\n(the ceiling)")
     ax.axhline(GOAL["accuracy"], color="k", lw=0.8, ls="--", label="goal")
-    ax.set_xlabel("training minutes (2 CPU cores unless noted)")
+    ax.set_xlabel("training minutes (the run's own time in history.json, on its machine and load)")
     ax.set_ylabel("judge accuracy (%), mean ± std\nover judges x draws")
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
