@@ -71,6 +71,13 @@ class Guide(nn.Module):
         clip (B, D) from the palette encoder."""
         return self.palette(x) if self.cfg.f_encoder == "palette" else self.encoder(x)
 
+    @property
+    def f_reads_apart(self) -> bool:
+        """Whether q(f) may read other clips than q(z_1:T) (`x_f`) without moving z_1:T: q(z_1:T)
+        does not read f, and q(f) has a network of its own (the palette encoder; the frame
+        encoder's BatchNorm would see both)."""
+        return not self.z_reads_f and self.cfg.f_encoder == "palette"
+
     def q_f(self, v: torch.Tensor):
         """(loc, scale) of q(f | x_1:T) from the clips' `f_features`."""
         if self.cfg.f_encoder == "palette":  # the colours that appear in any frame

@@ -128,11 +128,10 @@ class ContrastiveLoss:
                 frames_drawn = drawn.nodes["x"]["fn"].mean
                 if self.swap_recolour:
                     frames_drawn = recolour(frames_drawn, self.generator)
-                # a q(z_1:T) that does not read f gives the same z_1:T whatever q(f) reads; let
-                # the palette q(f) read the real clips, whose ~45 colours a clip it handles fast,
-                # not the drawn frames, whose every pixel is a colour (7x the step on Sprites)
-                apart = not getattr(guide, "z_reads_f", True) and \
-                    getattr(guide, "cfg", None) is not None and guide.cfg.f_encoder == "palette"
+                # where z_1:T does not depend on it, q(f) reads the real clips: the palette
+                # encoder is fast on their ~45 colours a clip, slow on drawn frames whose every
+                # pixel is a colour (6x the training step on Sprites)
+                apart = getattr(guide, "f_reads_apart", False)
                 back = poutine.trace(guide).get_trace(frames_drawn, **({"x_f": x} if apart else {}))
             swap = info_nce(post.z_loc, Posterior.of_trace(back, frames).z_loc, self.temperature)
             loss = loss - self.swap_weight * batch * swap

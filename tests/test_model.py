@@ -350,6 +350,7 @@ def test_silhouette_q_z_sees_where_not_what(guide_name):
             if invariant:
                 assert not torch.allclose(q(guide, moved)[0], z)
 
+
 def test_silhouette_is_exact_on_sprites_and_differentiable_on_drawn_frames():
     """On sprite pixels (the darkest LPC one is 14/255) on a black canvas, recoloured or not, the
     silhouette is the 0/1 foreground; on frames the decoder draws (a sigmoid, never exactly
