@@ -236,6 +236,26 @@ def bench_steps(cfg: Config, device: torch.device, batch: int, repeats: int,
     return side_by_side(variants, repeats, device, warmup=1 if only else 2)
 
 
+def bench_objectives(cfg: Config, device: torch.device, x: torch.Tensor, repeats: int
+                     ) -> dict[str, float]:
+    """Median seconds per `dsae train` step of `cfg`'s networks on the clips `x` under each
+    objective, side by side: the ELBO alone, the contrastive terms at `cfg`'s weights, and those
+    with the swap term (`cfg`'s weight, else 10)."""
+    swap = cfg.train.swap_weight or 10.0
+    settings = {"ELBO (Trace_ELBO)": ["train.objective=elbo"],
+                "contrastive (InfoNCE f, z; I(f; z))": ["train.objective=contrastive",
+                                                        "train.swap_weight=0"],
+                f"contrastive + swap term (weight {swap:g})": ["train.objective=contrastive",
+                                                               f"train.swap_weight={swap}"]}
+    steps = {}
+    for name, overrides in settings.items():
+        run = Run.create(Config.from_dict(cfg.to_dict(), cfg.preset).override(overrides), device)
+        run.model.train()
+        run.guide.train()
+        steps[name] = partial(_svi_step, run.svi, x)
+    return side_by_side(steps, repeats, device, warmup=1)
+
+
 def timed(fn: Callable) -> float:
     start = time.perf_counter()
     fn()
@@ -325,9 +345,13 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
 
 def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data: bool = True,
                    evaluation: bool = True, compile_nets: bool = False,
-                   device: torch.device | None = None, log=print) -> str:
+                   device: torch.device | None = None, log=print,
+                   objectives: list[str] = ()) -> str:
     """Every benchmark; returns BENCHMARKS.md's text."""
     from .config import load_preset
+    from .data import to_tensor
+    from .data.synthetic import make_synthetic
+    from .train import fit_to_data
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     lines = ["# Benchmarks", "", f"Written by `dsae bench` on {time.strftime('%Y-%m-%d %H:%M')}.",
@@ -348,6 +372,23 @@ def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data
         lines += [f"Peak memory after this preset: {peak_memory(device)}.", ""]
         log("\n".join(lines[-len(rows) - 5:]))
     lines += [LEGEND, ""]
+    if objectives:
+        sprites = make_synthetic()["train"]
+    for name in objectives:
+        cfg = load_preset(name)
+        batch = cfg.train.batch_size
+        log(f"objectives: preset {name}, batch {batch}, {repeats} interleaved repeats ...")
+        # sprite clips, not noise: the palette q(f)'s cost grows with the colours a clip holds
+        # (~45 in a real Sprites clip, one a pixel in noise)
+        fit_to_data(cfg, sprites)
+        t = bench_objectives(cfg, device, to_tensor(sprites.x[:batch], device), repeats)
+        base = next(iter(t.values()))
+        rows = [(k, f"{1000 * v:.1f}", f"{v / base:.2f}", f"{EPOCH_CLIPS * v / batch:.0f}")
+                for k, v in t.items()]
+        lines += [f"## Training objectives, preset `{name}` (batch {batch} synthetic sprite clips, "
+                  f"median of {repeats}, variants interleaved)", ""]
+        lines += _table(("objective", "ms", "ratio to the ELBO", "epoch s"), rows)
+        log("\n".join(lines[-len(rows) - 3:]))
     if data:
         log("data build times ...")
         rows = [(k, f"{v:.1f}") for k, v in bench_data(sheets).items()]

@@ -9,12 +9,10 @@ from pathlib import Path
 
 from .config import (
     DATASETS,
-    F_ENCODERS,
     F_SOURCES,
-    LIKELIHOODS,
     OBJECTIVES_DSAE,
-    Z_ENCODERS,
     Z_SOURCES,
+    Config,
     ConfigError,
     available_presets,
     load_preset,
@@ -82,14 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train a DSAE with SVI and write a run report",
                        description="Train a DSAE with SVI. Writes config.toml, checkpoint.pt "
                        "(every epoch), history.csv/json, figures and report.html into --out.")
-    from .guides import GUIDES
-    from .nets import DECODERS
-    from .priors import PRIORS
-
     p.add_argument("--preset", help=f"one of {available_presets()} or a .toml file (default: "
                    "cpu; a resumed run keeps its own)")
-    choices = {"guide": GUIDES, "prior": PRIORS, "decoder": DECODERS, "likelihood": LIKELIHOODS,
-               "f_encoder": F_ENCODERS, "z_encoder": Z_ENCODERS}
+    choices = Config.model_choices()
     for name, help_ in MODEL_OPTIONS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, choices=choices[name],
                        help=f"{help_} (default: the preset's)")
@@ -213,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--no-data", action="store_true", help="skip the data build times")
     k.add_argument("--no-eval", action="store_true", help="skip the evaluation times")
     k.add_argument("--compile", action="store_true", help="also time torch.compile'd networks")
+    k.add_argument("--objectives", nargs="+", default=[], metavar="PRESET",
+                   help="also time these presets' networks under the ELBO, the contrastive "
+                        "objective and its swap term (e.g. nolabel)")
     k.add_argument("--out", default="BENCHMARKS.md", help="the Markdown report (default: "
                    "BENCHMARKS.md)")
     k.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -441,7 +437,7 @@ def _cmd_bench(args) -> int:
 
     check_output(args.out, args.force)
     text = run_benchmarks(args.presets, args.repeats, args.sheets, not args.no_data,
-                          not args.no_eval, args.compile)
+                          not args.no_eval, args.compile, objectives=args.objectives)
     Path(args.out).write_text(text + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -48,6 +48,10 @@ class ModelConfig:
     # the conv decoder's affine layers before its transposed convs; empty: the encoder's mirror
     # (reversed conv_features). Li & Mandt's decoder has one, of 4096 (the paper preset)
     decoder_features: list[int] = field(default_factory=list)
+    # the conv decoder's widths, from its grid up to its last hidden layer (one per transposed
+    # conv); empty: the encoder's mirror (reversed conv_channels). Wider late layers give the
+    # high-resolution layers that draw skin and clothes more room
+    decoder_widths: list[int] = field(default_factory=list)
     likelihood: str = "gaussian"  # gaussian | gaussian_learned | bernoulli | l2 (Das & Dandi)
     x_scale: float = 0.1  # pixel std of the fixed-scale Gaussian (initial value if learned)
     guide: str = "factorized"  # factorized | full | causal
@@ -84,10 +88,6 @@ class ModelConfig:
     def conv_out_shape(self) -> tuple[int, int, int]:
         side = self.image_size // math.prod(self.conv_strides)
         return (self.conv_channels[-1], side, side)
-
-    @property
-    def conv_out_dim(self) -> int:
-        return math.prod(self.conv_out_shape)
 
 
 @dataclass
@@ -233,17 +233,22 @@ class Config(Sectioned):
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "custom"
 
-    def validate(self) -> None:
+    @staticmethod
+    def model_choices() -> dict[str, tuple]:
+        """The model.* fields that take one of a fixed set of names, with those names."""
         # the names come from the registries that build the networks (imported here: they import
         # this module)
         from .guides import GUIDES
         from .nets import DECODERS
         from .priors import PRIORS
 
+        return {"guide": tuple(GUIDES), "prior": tuple(PRIORS), "decoder": tuple(DECODERS),
+                "likelihood": LIKELIHOODS, "f_encoder": F_ENCODERS, "z_encoder": Z_ENCODERS}
+
+    def validate(self) -> None:
         m = self.model
-        self.check(choices={"model.guide": GUIDES, "model.prior": PRIORS, "model.decoder": DECODERS,
-                            "model.f_encoder": F_ENCODERS, "model.z_encoder": Z_ENCODERS,
-                            "model.likelihood": LIKELIHOODS, "train.elbo": ELBOS,
+        self.check(choices={**{f"model.{k}": v for k, v in self.model_choices().items()},
+                            "train.elbo": ELBOS,
                             "train.objective": OBJECTIVES_DSAE, "train.nce_f_view": NCE_F_VIEWS,
                             "train.swap_f": SWAP_F,
                             "train.f_source": F_SOURCES, "train.z_source": Z_SOURCES,
@@ -259,9 +264,14 @@ class Config(Sectioned):
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))
-        if m.decoder_features and min(m.decoder_features) < 1:
-            raise ConfigError(f"model.decoder_features must be empty or >= 1 in every entry, got "
-                              f"{m.decoder_features}")
+        for key in ("decoder_features", "decoder_widths"):
+            if getattr(m, key) and min(getattr(m, key)) < 1:
+                raise ConfigError(f"model.{key} must be empty or >= 1 in every entry, got "
+                                  f"{getattr(m, key)}")
+        if m.decoder_widths and len(m.decoder_widths) != len(m.conv_channels):
+            raise ConfigError(f"model.decoder_widths needs one width per transposed conv "
+                              f"({len(m.conv_channels)}, as model.conv_channels), got "
+                              f"{m.decoder_widths}; or leave it empty for the encoder's mirror")
         if len(m.conv_channels) != len(m.conv_strides):
             raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
                               f"got {m.conv_channels} and {m.conv_strides}")

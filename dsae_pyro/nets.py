@@ -163,9 +163,9 @@ class FrameDecoder(_Decoder):
         super().__init__()
         self.cfg = cfg
         hidden = cfg.decoder_features or list(reversed(cfg.conv_features))
-        self.fc = fc_layers([cfg.f_dim + cfg.z_dim, *hidden, cfg.conv_out_dim])
-        self.grid = cfg.conv_out_shape
-        chans = list(reversed(cfg.conv_channels))
+        chans = cfg.decoder_widths or list(reversed(cfg.conv_channels))
+        self.grid = (chans[0], *cfg.conv_out_shape[1:])
+        self.fc = fc_layers([cfg.f_dim + cfg.z_dim, *hidden, math.prod(self.grid)])
         outs = chans[1:] + [cfg.image_channels]
         layers = []
         for i, (c_in, c_out, s) in enumerate(zip(chans, outs, reversed(cfg.conv_strides),

@@ -44,7 +44,8 @@ def _bad_values():
     for key in CHOICES:
         cases += [(key, "nope"), (key, "3")]
     cases += [("train.beta1", "1.0"), ("train.beta2", "-0.1"), ("train.beta1", "nan"),
-              ("model.decoder_features", "[0]"), ("model.conv_strides", "[2, 2, 2, 2, 2, 2, 2]")]
+              ("model.decoder_features", "[0]"), ("model.conv_strides", "[2, 2, 2, 2, 2, 2, 2]"),
+              ("model.decoder_widths", "[0, 8, 8, 8]"), ("model.decoder_widths", "[8, 8]")]
     return cases
 
 

@@ -71,3 +71,28 @@ def test_one_sync_elbo_refuses_score_function_sites():
 
     with pytest.raises(ValueError, match="'c' is not reparameterized"):
         OneSyncTrace_ELBO().loss_and_grads(model, guide)
+
+
+def test_objective_bench_times_the_elbo_the_contrastive_objective_and_its_swap_term(monkeypatch):
+    """`dsae bench --objectives`: each row's step runs the loss it names."""
+    from dsae_pyro import bench
+    from dsae_pyro.objectives import ContrastiveLoss
+
+    cfg = tiny_config(f_encoder="palette", z_encoder="silhouette")
+    cfg.train.objective = "contrastive"
+    losses = []
+    real_step = bench._svi_step
+
+    def spy(svi, x, validate=False):
+        losses.append(getattr(svi.loss, "__self__", svi.loss))  # SVI keeps an ELBO's bound .loss
+        return real_step(svi, x, validate)
+
+    x = (torch.rand(2, 8, 3, 64, 64) * 4).round() / 4  # few colours, like sprite clips
+    monkeypatch.setattr(bench, "_svi_step", spy)
+    t = bench.bench_objectives(cfg, torch.device("cpu"), x, repeats=1)
+    assert list(t) == ["ELBO (Trace_ELBO)", "contrastive (InfoNCE f, z; I(f; z))",
+                       "contrastive + swap term (weight 10)"] and min(t.values()) > 0
+    elbo, contrastive, swap = losses[:3]
+    assert isinstance(elbo, Trace_ELBO)
+    assert isinstance(contrastive, ContrastiveLoss) and contrastive.swap_weight == 0
+    assert isinstance(swap, ContrastiveLoss) and swap.swap_weight == 10

@@ -201,6 +201,24 @@ def test_improved_decoder_shapes():
     assert out.shape == (2, T, 3, 64, 64)
 
 
+def test_decoder_widths_set_each_transposed_conv():
+    """model.decoder_widths: the conv decoder's grid and each transposed conv take the widths
+    given, the frame stays 64x64 with 3 channels; empty gives the encoder's mirror."""
+    from dsae_pyro.nets import FrameDecoder
+
+    def widths(cfg):
+        decoder = FrameDecoder(cfg.model)
+        convs = [m for m in decoder.deconv if isinstance(m, torch.nn.ConvTranspose2d)]
+        out = decoder(torch.zeros(2, 4), torch.zeros(2, T, 3))
+        assert out.shape == (2, T, 3, 64, 64)
+        return decoder.grid, [(m.in_channels, m.out_channels) for m in convs]
+
+    assert widths(tiny_config(conv_channels=[2, 3, 4, 5])) == (
+        (5, 4, 4), [(5, 4), (4, 3), (3, 2), (2, 3)])
+    assert widths(tiny_config(conv_channels=[2, 3, 4, 5], decoder_widths=[7, 6, 9, 8])) == (
+        (7, 4, 4), [(7, 6), (6, 9), (9, 8), (8, 3)])
+
+
 @pytest.mark.parametrize("decoder", ["conv", "improved"])
 def test_film_decoder_starts_as_the_plain_one_and_lets_f_set_every_hidden_layer(decoder):
     """model.decoder_film: at initialisation the decoder draws exactly what the plain one with the
