@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import pyro
@@ -346,7 +346,7 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
 def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data: bool = True,
                    evaluation: bool = True, compile_nets: bool = False,
                    device: torch.device | None = None, log=print,
-                   objectives: list[str] = ()) -> str:
+                   objectives: Sequence[str] = ()) -> str:
     """Every benchmark; returns BENCHMARKS.md's text."""
     from .config import load_preset
     from .data import to_tensor

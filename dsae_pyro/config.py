@@ -268,6 +268,10 @@ class Config(Sectioned):
             if getattr(m, key) and min(getattr(m, key)) < 1:
                 raise ConfigError(f"model.{key} must be empty or >= 1 in every entry, got "
                                   f"{getattr(m, key)}")
+        if m.decoder_widths and m.decoder != "conv":
+            raise ConfigError(f"model.decoder_widths sets the conv decoder's widths, but "
+                              f"model.decoder = {m.decoder!r}; its width is "
+                              f"model.decoder_channels. Leave model.decoder_widths empty")
         if m.decoder_widths and len(m.decoder_widths) != len(m.conv_channels):
             raise ConfigError(f"model.decoder_widths needs one width per transposed conv "
                               f"({len(m.conv_channels)}, as model.conv_channels), got "

@@ -8,6 +8,7 @@ from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import Bernoulli, Normal
 
+from dsae_pyro.config import ConfigError
 from dsae_pyro.data import to_tensor
 from dsae_pyro.data.views import mirror, recolour, shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import GUIDES, make_guide, silhouette
@@ -217,6 +218,8 @@ def test_decoder_widths_set_each_transposed_conv():
         (5, 4, 4), [(5, 4), (4, 3), (3, 2), (2, 3)])
     assert widths(tiny_config(conv_channels=[2, 3, 4, 5], decoder_widths=[7, 6, 9, 8])) == (
         (7, 4, 4), [(7, 6), (6, 9), (9, 8), (8, 3)])
+    with pytest.raises(ConfigError, match="model.decoder_channels"):  # not silently ignored
+        tiny_config().override(["model.decoder=improved", "model.decoder_widths=[4, 4, 4, 4]"])
 
 
 @pytest.mark.parametrize("decoder", ["conv", "improved"])
