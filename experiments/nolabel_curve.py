@@ -115,12 +115,14 @@ def figure(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def hardest_cases(snapshots: list[Path], path: Path, rows: int = 4) -> None:
+def hardest_cases(snapshots: list[Path], path: Path, rows: int = 4,
+                  labels: list[str] | None = None) -> None:
     """Reconstructions by snapshots from first to last of one test clip per value of the two
     attributes the decoder draws worst on Sprites (body: skin tone; bottom: trousers), first
-    frame each, under the real frames: what the judges on reconstructions read."""
+    frame each, under the real frames: what the judges on reconstructions read. With `labels`,
+    every snapshot (any runs on the same data), a row each under its label."""
     picked = snapshots[::max(1, -(-len(snapshots) // (rows - 1)))][:rows - 1] + snapshots[-1:]
-    picked = list(dict.fromkeys(picked))
+    picked = snapshots if labels else list(dict.fromkeys(picked))
     _, test = load_run_and_test(picked[0])
     names = test.schema.attribute_names
     cols = [a for a in ("body", "bottom") if a in names] or names[:2]
@@ -131,8 +133,8 @@ def hardest_cases(snapshots: list[Path], path: Path, rows: int = 4) -> None:
     for snap in picked:
         run, _ = load_run_and_test(snap)
         images.append(decode(run.model, encode(run.guide, x).as_data())[:, 0])
-    labels = ["real"] + [f"epoch {trained_minutes(p)[0]}, {trained_minutes(p)[1]:.0f} min"
-                         for p in picked]
+    labels = ["real"] + (labels or [f"epoch {trained_minutes(p)[0]}, {trained_minutes(p)[1]:.0f} min"
+                                    for p in picked])
     fig = clip_figure(torch.stack(images), labels,
                       f"one test clip per value of {' then '.join(cols)}, frame 1; reconstructions")
     fig.savefig(path, dpi=110)
