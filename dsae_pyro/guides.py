@@ -49,6 +49,7 @@ class Guide(nn.Module):
 
     name = "base"
     z_reads_f = False  # whether q(z_1:T) is read given f (then it depends on what q(f) reads)
+    z_reads_samples = False  # whether q(z_t) is read given a sampled f or z_<t (not x alone)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -78,6 +79,24 @@ class Guide(nn.Module):
         encoder's BatchNorm would see both)."""
         return not self.z_reads_f and self.cfg.f_encoder == "palette"
 
+    @property
+    def f_ignores_layout(self) -> bool:
+        """Whether q(f) reads which colours a clip holds and not where (the palette encoder, a
+        network of its own): clips whose pixels are only moved about (frames shuffled, mirrored,
+        tiled) then get exactly the clip's own q(f)."""
+        return self.cfg.f_encoder == "palette"
+
+    def z_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What q(z_1:T)'s frame encoder reads of clips x: their silhouettes, or x itself."""
+        return silhouette(x) if self.cfg.z_encoder == "silhouette" else x
+
+    def same_z_means(self, x: torch.Tensor, view: torch.Tensor) -> bool:
+        """Whether q(z_1:T) of `view`, read in a pass of its own, has exactly the means it has for
+        x: q(z_t) reads no sample, the frame encoder's BatchNorm sees q(z)'s input alone (q(f)
+        has its own network), and that input is the same (recolouring keeps the silhouette)."""
+        return (not self.z_reads_samples and self.cfg.f_encoder == "palette"
+                and torch.equal(self.z_input(view), self.z_input(x)))
+
     def q_f(self, v: torch.Tensor):
         """(loc, scale) of q(f | x_1:T) from the clips' `f_features`."""
         if self.cfg.f_encoder == "palette":  # the colours that appear in any frame
@@ -105,8 +124,7 @@ class Guide(nn.Module):
                 raise DataError(f"{name} {tuple(view.shape)} must have the shape of x "
                                 f"{tuple(x.shape)}")
         x_f, x_z = (x if x_f is None else x_f), (x if x_z is None else x_z)
-        if self.cfg.z_encoder == "silhouette":
-            x_z = silhouette(x_z)
+        x_z = self.z_input(x_z)
         if self.cfg.f_encoder == "palette":  # q(f) has a network of its own
             return self.f_features(x_f), self.encoder(x_z)
         if x_f is x_z:
@@ -156,6 +174,7 @@ class FullGuide(Guide):
 
     name = "full"
     z_reads_f = True
+    z_reads_samples = True
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
@@ -173,6 +192,7 @@ class CausalGuide(FactorizedGuide):
     the LSTM state carries x_1..x_t-1 too, so it is causal in time rather than per frame."""
 
     name = "causal"
+    z_reads_samples = True  # z_<t
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)

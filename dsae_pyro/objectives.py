@@ -95,21 +95,31 @@ class ContrastiveLoss:
         # guides q(z_t) is read given the sampled f and z_<t
         post = Posterior.of_trace(g, frames)
         if self.f_weight:  # I(x; f): positives are the clip with its frames shuffled (and more)
-            view = shuffle_frames(x, self.generator)
-            if self.f_view == "shuffle_mirror":
-                view = mirror(view)
-            elif self.f_view == "shuffle_tiles":
-                view = shuffle_tiles(view, generator=self.generator)
-            with poutine.block():
-                shuffled = poutine.trace(guide).get_trace(view)
-            nce_f = info_nce(post.f_loc, shuffled.nodes["f"]["fn"].base_dist.loc, self.temperature)
+            if kwargs.get("x_f") is None and getattr(guide, "f_ignores_layout", False):
+                # every f view only moves pixels about, so q(f) of the view is the clip's own:
+                # the same values and gradients as a second guide pass, without it
+                positive = post.f_loc
+            else:
+                view = shuffle_frames(x, self.generator)
+                if self.f_view == "shuffle_mirror":
+                    view = mirror(view)
+                elif self.f_view == "shuffle_tiles":
+                    view = shuffle_tiles(view, generator=self.generator)
+                with poutine.block():
+                    positive = poutine.trace(guide).get_trace(view).nodes["f"]["fn"].base_dist.loc
+            nce_f = info_nce(post.f_loc, positive, self.temperature)
             loss = loss - self.f_weight * batch * nce_f
             self.terms["nce_f"] = nce_f.item()
         if self.z_weight:  # I(x; z_1:T): positives are the clip recoloured
-            with poutine.block():
-                coloured = poutine.trace(guide).get_trace(recolour(x, self.generator))
-            nce_z = info_nce(post.z_loc, Posterior.of_trace(coloured, frames).z_loc,
-                             self.temperature)
+            view = recolour(x, self.generator)
+            read = x if kwargs.get("x_z") is None else kwargs["x_z"]
+            if getattr(guide, "same_z_means", lambda *_: False)(read, view):
+                positive = post.z_loc  # e.g. silhouettes: recolouring leaves them as they are
+            else:
+                with poutine.block():
+                    coloured = poutine.trace(guide).get_trace(view)
+                positive = Posterior.of_trace(coloured, frames).z_loc
+            nce_z = info_nce(post.z_loc, positive, self.temperature)
             loss = loss - self.z_weight * batch * nce_z
             self.terms["nce_z"] = nce_z.item()
         if self.mi_weight:  # I(f; z_1:T) under the aggregate posterior

@@ -181,6 +181,42 @@ def test_the_swap_term_reaches_the_decoder_through_a_silhouette_q_z():
     assert sum((a - b).abs().sum() for a, b in zip(with_term, without, strict=True)) > 1e-3
 
 
+def test_views_a_palette_and_silhouette_guide_reads_alike_skip_their_guide_pass(monkeypatch):
+    """With the palette q(f) and the factorized silhouette q(z_1:T), f's view (frames shuffled
+    and mirrored) has the clip's own palette and the recoloured view its silhouettes, so the loss
+    reuses the clip's own q means instead of two more guide passes: the same value and gradients
+    as the passes give, and for the other guides, which read samples, nothing is reused."""
+    cfg = tiny_config(guide="factorized", f_encoder="palette", z_encoder="silhouette")
+    torch.manual_seed(0)
+    model, g = DSAE(cfg.model).double(), make_guide(cfg.model).double()
+    x = to_tensor(tiny_split([0, 259]).x[:4]).double()
+    assert g.f_ignores_layout and g.same_z_means(x, recolour(x))
+    for other in ("causal", "full"):
+        assert not make_guide(tiny_config(guide=other, f_encoder="palette",
+                                          z_encoder="silhouette").model).same_z_means(x, x)
+    assert not make_guide(tiny_config(z_encoder="silhouette").model).same_z_means(x, x)
+    params = [*model.parameters(), *g.parameters()]
+
+    def loss_and_grads():
+        pyro.set_rng_seed(3)
+        loss = ContrastiveLoss(10.0, 10.0, 0.0, generator=torch.Generator().manual_seed(1),
+                               f_view="shuffle_mirror")
+        value = loss.differentiable_loss(model.model, g, x)
+        return loss.terms, torch.autograd.grad(value, params, allow_unused=True)
+
+    terms, grads = loss_and_grads()
+    calls = []
+    monkeypatch.setattr(type(g), "f_ignores_layout", False)
+    monkeypatch.setattr(type(g), "same_z_means", lambda *_: calls.append(1) or False)
+    want_terms, want_grads = loss_and_grads()
+    assert calls and terms == pytest.approx(want_terms, rel=1e-9)
+    assert terms["nce_f"] > 0 and terms["nce_z"] > 0
+    for a, b in zip(grads, want_grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
 @pytest.mark.parametrize("guide", ["factorized", "full"])
 def test_with_zero_weights_it_is_trace_elbo_value_and_gradients(guide):
     cfg = tiny_config(guide=guide)
