@@ -25,6 +25,11 @@ penalty, in the spirit of C-DSVAE (Bai, Wang & Gomes 2021), with no labels of an
   gains nothing there by carrying the colours. Off by default (w_swap = 0); it costs a decoder and
   a guide pass.
 
+Where the guide reads a view exactly as it reads the clip (the palette q(f) under any f view, which
+only moves pixels about; the factorized guide's silhouette q(z_1:T) under recolouring), the clip's
+own q means are the positives, with no guide pass on the view: the same value and gradients, and
+that InfoNCE term then only spreads the clips apart.
+
 B is the batch size: the terms are summed over clips like the ELBO. With every weight 0 the loss is
 `Trace_ELBO`'s, value and gradients (tests/test_objectives.py).
 """
