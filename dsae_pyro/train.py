@@ -130,6 +130,8 @@ class Run(Checkpointed):
                    leave=False,
                    desc=f"epoch {self.epoch + 1}/{self.cfg.train.epochs}", unit="batch")
         first = self.epoch * len(bar)  # steps taken before this epoch
+        lr = self.lr(self.epoch)
+        self.set_lr(lr)
         for i, idx in enumerate(bar):
             start = time.perf_counter()
             kl = self.kl_weight(first + i)
@@ -151,7 +153,7 @@ class Run(Checkpointed):
             if self.live is not None:
                 extra = contrastive.terms if contrastive is not None else {}
                 self.live.step(first + i, {
-                    "train/loss_per_clip": loss / len(idx), "train/kl_weight": kl, "train/lr": t.lr,
+                    "train/loss_per_clip": loss / len(idx), "train/kl_weight": kl, "train/lr": lr,
                     "train/clips_per_s": len(idx) / (time.perf_counter() - start),
                     **{f"train/{k}": v for k, v in extra.items()}})
             bar.set_postfix(loss=f"{total / seen:.1f}")
@@ -166,6 +168,23 @@ class Run(Checkpointed):
         if isinstance(loss, DistributedLoss):
             loss = loss.elbo
         return loss if isinstance(loss, ContrastiveLoss) else None
+
+    def lr(self, epoch: int) -> float:
+        """train.lr, times train.lr_decay in the last train.lr_decay_epochs epochs."""
+        t = self.cfg.train
+        late = t.lr_decay_epochs and epoch >= t.epochs - t.lr_decay_epochs
+        return t.lr * t.lr_decay if late else t.lr
+
+    def set_lr(self, lr: float) -> None:
+        """Adam's rate for every parameter: Pyro gives each its own optimiser, made at its first
+        step from the settings, or from a resumed checkpoint's state waiting for that step."""
+        optim = self.svi.optim
+        optim.pt_optim_args["lr"] = lr
+        states = getattr(optim, "_state_waiting_to_be_consumed", {}).values()
+        for groups in [o.param_groups for o in optim.optim_objs.values()] + [
+                s["param_groups"] for s in states]:
+            for g in groups:
+                g["lr"] = lr
 
     def kl_weight(self, step: int) -> float:
         """train.kl_weight, raised linearly over the first train.kl_warmup steps (KL warm-up)."""

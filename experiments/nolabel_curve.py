@@ -200,6 +200,9 @@ def main() -> None:
     if not args.redraw:
         judges = judges_for(cfg, out / "judges", args.judges, args.judge_epochs)
         epochs, minutes = trained_minutes(run_dir)
+        # a constant rate: train.lr_decay_epochs lowers it in a run's last epochs, and a curve
+        # trained by minutes in segments has no last epoch (resume a snapshot to see the decay)
+        cfg.train.lr_decay_epochs = 0
         while minutes < args.minutes and not 0 < args.max_epochs <= epochs:
             cfg.train.epochs = epochs + args.every
             train(cfg, run_dir, resume=epochs > 0, progress=False, report=False)

@@ -19,12 +19,12 @@ from dsae_pyro.data.dsprites import load_dsprites_npz
 from dsae_pyro.runs import CHECKPOINT, load_checkpoint
 from dsae_pyro.train import fit
 
-POSITIVE = ["train.kl_weight", "model.x_scale", "train.lr", "train.temperature"]
+POSITIVE = ["train.kl_weight", "model.x_scale", "train.lr", "train.temperature", "train.lr_decay"]
 AT_LEAST_ONE = ["train.epochs", "train.batch_size", "train.num_particles", "model.f_dim",
                 "model.z_dim", "model.hidden", "model.frames", "model.conv_kernel",
                 "model.decoder_hidden", "model.decoder_channels", "model.image_channels",
                 "model.image_size"]
-AT_LEAST_ZERO = ["train.kl_warmup", "train.eval_clips", "train.nce_f_weight",
+AT_LEAST_ZERO = ["train.kl_warmup", "train.lr_decay_epochs", "train.eval_clips", "train.nce_f_weight",
                  "train.nce_z_weight", "train.mi_weight", "model.decoder_colours"]
 LISTS = ["model.conv_channels", "model.conv_strides", "model.conv_features"]
 CHOICES = ["model.guide", "model.prior", "model.decoder", "model.likelihood", "train.elbo",

@@ -39,6 +39,30 @@ def test_resume_ends_with_identical_parameters(tmp_path, tiny_data, train):
         assert (tmp_path / "b" / name).is_file()
 
 
+def test_the_last_epochs_run_at_the_decayed_rate_resumed_or_not(tmp_path, tiny_data):
+    """train.lr_decay_epochs: the last epochs of train.epochs run at lr * lr_decay, every
+    parameter's optimiser included, also the ones a resumed run makes from its checkpoint at the
+    first step of a decayed epoch (Pyro would restore the saved rate there)."""
+    def config(epochs, decay_epochs):
+        cfg = tiny_config()
+        cfg.train.epochs, cfg.train.lr_decay_epochs, cfg.train.lr_decay = epochs, decay_epochs, 0.2
+        return cfg
+
+    cfg = config(10, 3)
+    run = Run.create(cfg)
+    assert [run.lr(e) for e in range(10)] == [cfg.train.lr] * 7 + [cfg.train.lr * 0.2] * 3
+    straight = fit(config(3, 1), tiny_data, tmp_path / "a", progress=False)
+    rates = [g["lr"] for o in straight.svi.optim.optim_objs.values() for g in o.param_groups]
+    assert rates and rates == pytest.approx([0.2 * cfg.train.lr] * len(rates))
+    fit(config(2, 0), tiny_data, tmp_path / "b", progress=False)  # stops before the decay
+    resumed = fit(config(3, 1), tiny_data, tmp_path / "b", resume=True, progress=False)
+    undecayed = fit(config(3, 0), tiny_data, tmp_path / "c", progress=False)
+    a, b, c = params(straight), params(resumed), params(undecayed)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
 def test_refuses_to_overwrite_and_to_resume_another_network(tmp_path, tiny_data):
     cfg = tiny_config()
     cfg.train.epochs = 1
