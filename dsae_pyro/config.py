@@ -97,7 +97,7 @@ class TrainConfig:
     lr: float = 2e-4
     # the last lr_decay_epochs epochs of train.epochs run at lr * lr_decay: after 8 epochs of the
     # nolabel preset, 2 at a tenth of the rate lifted the judges' skin and trousers ceilings
-    # 82 -> 90% and 95 -> 98% (experiments/README.md, "A lower rate at the end")
+    # 82 -> 90% and 95 -> 98% (experiments/README.md, "The curve with the faster step")
     lr_decay_epochs: int = 0
     lr_decay: float = 0.1
     beta1: float = 0.9
