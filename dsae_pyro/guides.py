@@ -93,8 +93,9 @@ class Guide(nn.Module):
     def same_z_means(self, x: torch.Tensor, view: torch.Tensor) -> bool:
         """Whether q(z_1:T) of `view`, read in a pass of its own, has exactly the means it has for
         x: q(z_t) reads no sample, the frame encoder's BatchNorm sees q(z)'s input alone (q(f)
-        has its own network), and that input is the same (recolouring keeps the silhouette)."""
-        return (not self.z_reads_samples and self.cfg.f_encoder == "palette"
+        has its own network: `f_reads_apart`), and that input is the same (recolouring keeps the
+        silhouette)."""
+        return (not self.z_reads_samples and self.f_reads_apart
                 and torch.equal(self.z_input(view), self.z_input(x)))
 
     def q_f(self, v: torch.Tensor):
