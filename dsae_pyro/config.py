@@ -20,6 +20,7 @@ else:  # pragma: no cover
 
 PRESET_DIR = Path(__file__).parent / "presets"
 LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
+COLOUR_TABLES = ("f", "global")  # who sets the colour-mix decoder's table (nets.ColourMixDecoder)
 ELBOS = ("trace", "meanfield")
 OBJECTIVES_DSAE = ("elbo", "contrastive")
 NCE_F_VIEWS = ("shuffle", "shuffle_mirror", "shuffle_tiles")
@@ -73,6 +74,10 @@ class ModelConfig:
     # that only f sets (nets.ColourMixDecoder). On real Sprites (nolabel preset, K = 16, 2 epochs)
     # it made both tests far worse: z_1:T picks which slot a region takes (experiments/README.md)
     decoder_colours: int = 0
+    # whose table the K colours are: "f" (each clip's, read from f) or "global" (one learned
+    # palette for every clip, so slot k means the same colour in every clip and f from p(f) can
+    # only choose among the dataset's colours, never paint new ones)
+    colour_table: str = "f"
     # true: f also modulates every hidden layer of the decoder (nets.FiLM), a direct path from the
     # appearance to the high-resolution layers that draw skin and clothes
     decoder_film: bool = False
@@ -248,7 +253,8 @@ class Config(Sectioned):
         from .priors import PRIORS
 
         return {"guide": tuple(GUIDES), "prior": tuple(PRIORS), "decoder": tuple(DECODERS),
-                "likelihood": LIKELIHOODS, "f_encoder": F_ENCODERS, "z_encoder": Z_ENCODERS}
+                "likelihood": LIKELIHOODS, "f_encoder": F_ENCODERS, "z_encoder": Z_ENCODERS,
+                "colour_table": COLOUR_TABLES}
 
     def validate(self) -> None:
         m = self.model
@@ -283,6 +289,10 @@ class Config(Sectioned):
             raise ConfigError(f"model.decoder_widths needs one width per transposed conv "
                               f"({len(m.conv_channels)}, as model.conv_channels), got "
                               f"{m.decoder_widths}; or leave it empty for the encoder's mirror")
+        if m.colour_table != "f" and not m.decoder_colours:
+            raise ConfigError(f"model.colour_table = {m.colour_table!r} chooses the table of the "
+                              "colour-mix decoder, which model.decoder_colours = 0 turns off; "
+                              "set model.decoder_colours (e.g. 32) as well")
         if len(m.conv_channels) != len(m.conv_strides):
             raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
                               f"got {m.conv_channels} and {m.conv_strides}")

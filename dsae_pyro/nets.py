@@ -198,23 +198,34 @@ class MLPDeconvDecoder(_Decoder):
 
 
 class ColourMixDecoder(nn.Module):
-    """Every pixel a convex mix of K colours that f alone chooses: a colour table c(f) (B, K, C)
-    and, from any decoder drawing K channels, per-pixel softmax weights w(f, z_t) over it:
-    x_t[c, i, j] = sum_k w_k(f, z_t)[i, j] c_k(f)[c]. The Sprites frames are palette-quantised, so
-    a colour is drawn exactly once f names it, and z_1:T can move colours but never make one.
-    Returns the logit of that mean (clamped at 1e-4) so the likelihoods read it like any decoder's
-    output."""
+    """Every pixel a convex mix of K colours: a colour table c (B, K, C) and, from any decoder
+    drawing K channels, per-pixel softmax weights w(f, z_t) over it:
+    x_t[c, i, j] = sum_k w_k(f, z_t)[i, j] c_k[c]. The Sprites frames are palette-quantised, so a
+    colour is drawn exactly once the table holds it. With cfg.colour_table "f" the table is c(f),
+    so z_1:T can move colours but never make one; with "global" it is one learned palette for
+    every clip (c_k means the same colour in every clip). Returns the logit of that mean (clamped
+    at 1e-4) so the likelihoods read it like any decoder's output."""
 
     def __init__(self, cfg: ModelConfig, base: type[nn.Module]):
         super().__init__()
         self.cfg = cfg
         self.colours = cfg.decoder_colours
         self.weights = base(dataclasses.replace(cfg, image_channels=self.colours))
-        self.table = nn.Linear(cfg.f_dim, self.colours * cfg.image_channels)
+        if cfg.colour_table == "global":  # logits of K colours spread over the RGB cube
+            self.palette = nn.Parameter(torch.logit(
+                torch.rand(self.colours, cfg.image_channels).mul(0.9).add(0.05)))
+        else:
+            self.table = nn.Linear(cfg.f_dim, self.colours * cfg.image_channels)
+
+    def colour_table(self, f: torch.Tensor) -> torch.Tensor:
+        """The K colours (B, K, C) in [0, 1] that the frames of each clip mix."""
+        if self.cfg.colour_table == "global":
+            return torch.sigmoid(self.palette).expand(f.shape[0], -1, -1)
+        return torch.sigmoid(self.table(f)).reshape(f.shape[0], self.colours, -1)
 
     def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         w = torch.softmax(self.weights(f, z), dim=2)  # (B, T, K, H, W)
-        c = torch.sigmoid(self.table(f)).reshape(f.shape[0], self.colours, -1)  # (B, K, C)
+        c = self.colour_table(f)  # (B, K, C)
         mean = torch.einsum("btkhw,bkc->btchw", w, c)
         return torch.logit(mean, eps=1e-4)
 
@@ -224,7 +235,8 @@ DECODERS = {"conv": FrameDecoder, "improved": MLPDeconvDecoder}  # the names mod
 
 def make_decoder(cfg: ModelConfig) -> nn.Module:
     """The decoder named by cfg.decoder: "conv" (mirror of the encoder) or "improved" (Yingzhen
-    Li's); with cfg.decoder_colours = K > 0 it draws K mixing weights for a colour table of f."""
+    Li's); with cfg.decoder_colours = K > 0 it draws K mixing weights for a colour table (f's, or
+    one global palette: cfg.colour_table)."""
     if cfg.decoder_colours:
         return ColourMixDecoder(cfg, DECODERS[cfg.decoder])
     return DECODERS[cfg.decoder](cfg)

@@ -149,7 +149,8 @@ def write_html(run: Run, run_dir, title: str | None = None) -> Path:
                 "data": f"{run.cfg.data.name} {run.cfg.data.path}".strip(),
                 "networks": f"guide {m.guide} (f encoder {m.f_encoder}, z encoder {m.z_encoder}), "
                             f"prior {m.prior}, decoder "
-                            f"{m.decoder}" + (f" mixing {m.decoder_colours} colours of f"
+                            f"{m.decoder}" + (f" mixing {m.decoder_colours} colours of "
+                                              + ("f" if m.colour_table == "f" else "one palette")
                                               if m.decoder_colours else "")
                             + f", likelihood {m.likelihood}",
                 "training": ", ".join(filter(None, [

@@ -28,7 +28,8 @@ AT_LEAST_ZERO = ["train.kl_warmup", "train.lr_decay_epochs", "train.eval_clips",
                  "train.nce_z_weight", "train.mi_weight", "model.decoder_colours"]
 LISTS = ["model.conv_channels", "model.conv_strides", "model.conv_features"]
 CHOICES = ["model.guide", "model.prior", "model.decoder", "model.likelihood", "train.elbo",
-           "train.objective", "train.f_source", "train.z_source", "data.name", "train.device"]
+           "train.objective", "train.f_source", "train.z_source", "data.name", "train.device",
+           "model.colour_table"]
 
 
 def _bad_values():
@@ -45,7 +46,8 @@ def _bad_values():
         cases += [(key, "nope"), (key, "3")]
     cases += [("train.beta1", "1.0"), ("train.beta2", "-0.1"), ("train.beta1", "nan"),
               ("model.decoder_features", "[0]"), ("model.conv_strides", "[2, 2, 2, 2, 2, 2, 2]"),
-              ("model.decoder_widths", "[0, 8, 8, 8]"), ("model.decoder_widths", "[8, 8]")]
+              ("model.decoder_widths", "[0, 8, 8, 8]"), ("model.decoder_widths", "[8, 8]"),
+              ("model.colour_table", "global")]  # without model.decoder_colours: nothing to choose
     return cases
 
 

@@ -28,6 +28,7 @@ CASES = [{"guide": g, "prior": p, "decoder": d, **(IMPROVED_DECODER if d == "imp
          for g, p, d in itertools.product(GUIDES, PRIORS, DECODERS)]
 CASES += [{"likelihood": lik} for lik in LIKELIHOODS if lik != "gaussian"]
 CASES += [{"f_encoder": "palette"}, {"z_encoder": "silhouette"}, {"decoder_colours": 3},
+          {"decoder_colours": 3, "colour_table": "global"},
           {"decoder_colours": 3, "decoder": "improved", **IMPROVED_DECODER},
           {"decoder_film": True}, {"decoder_film": True, "decoder": "improved", **IMPROVED_DECODER},
           {"decoder_widths": [6, 5, 7, 8]}]

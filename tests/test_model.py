@@ -254,8 +254,8 @@ def test_colour_mix_decoder_draws_only_colours_of_f(decoder):
     alone: every pixel lies in the box of f's table whatever z is, and with one-hot weights (the
     weight layer's output scaled up) every pixel is one of the K table colours, for any z."""
     cfg = tiny_config(decoder=decoder, decoder_colours=3, decoder_hidden=8, decoder_channels=4)
+    torch.manual_seed(0)  # before the weights: near-tied weights at a pixel would mix two colours
     m = DSAE(cfg.model).eval()
-    torch.manual_seed(0)
     f = torch.randn(2, cfg.model.f_dim)
     table = torch.sigmoid(m.decoder.table(f)).reshape(2, 3, 3)  # (B, K, C)
     last = [mod for mod in m.decoder.weights.modules() if isinstance(mod, torch.nn.ConvTranspose2d)][-1]
@@ -271,6 +271,25 @@ def test_colour_mix_decoder_draws_only_colours_of_f(decoder):
         gap = torch.cdist(pixels, table).min(-1).values  # distance of each pixel to its nearest colour
         assert gap.max() < 1e-3
         assert len({tuple(c) for c in pixels.reshape(-1, 3).mul(1e3).round().tolist()}) <= 6
+
+
+def test_global_colour_table_is_one_palette_for_every_clip():
+    """model.colour_table = "global": the table does not read f, so with one-hot weights every
+    pixel of every clip, whatever f and z, is one of the same K learned colours."""
+    cfg = tiny_config(decoder_colours=3, colour_table="global")
+    torch.manual_seed(0)
+    m = DSAE(cfg.model).eval()
+    f = torch.randn(4, cfg.model.f_dim) * 3
+    table = m.decoder.colour_table(f)
+    assert torch.equal(table[0], table[3]) and table.shape == (4, 3, 3)
+    assert not hasattr(m.decoder, "table")  # no path from f to the colours
+    last = [mod for mod in m.decoder.weights.modules() if isinstance(mod, torch.nn.ConvTranspose2d)][-1]
+    with torch.no_grad():
+        last.weight.mul_(1e4)
+        last.bias.mul_(1e4)
+        x = m.decode(f, torch.randn(4, cfg.model.frames, cfg.model.z_dim))
+    pixels = x.permute(0, 1, 3, 4, 2).reshape(-1, 3)
+    assert torch.cdist(pixels, table[0]).min(-1).values.max() < 1e-3
 
 
 @pytest.mark.parametrize("guide_name,f_encoder", [(g, "frames") for g in sorted(GUIDES)]
