@@ -85,3 +85,14 @@ def to_tensor(x_uint8, device=None) -> torch.Tensor:
     if device is not None:
         x = x.to(device, non_blocking=True)  # move the compact uint8 before widening it
     return x.permute(0, 1, 4, 2, 3).float().div_(255.0)
+
+
+def commonest_colours(x_uint8: np.ndarray, k: int, every: int = 20) -> torch.Tensor:
+    """The k colours that cover most pixels of stored clips (N, T, H, W, C), as floats in [0, 1]
+    (k, C), commonest first; counted on every `every`-th clip. Fewer distinct colours than k are
+    repeated so the table always holds k rows."""
+    pixels = np.asarray(x_uint8[::every]).reshape(-1, x_uint8.shape[-1])
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    top = colours[np.argsort(-counts, kind="stable")][:k]
+    top = np.resize(top, (k, top.shape[1]))  # np.resize repeats rows when there are too few
+    return torch.from_numpy(top.astype(np.float32) / 255.0)

@@ -75,8 +75,8 @@ class ModelConfig:
     # it made both tests far worse: z_1:T picks which slot a region takes (experiments/README.md)
     decoder_colours: int = 0
     # whose table the K colours are: "f" (each clip's, read from f) or "global" (one learned
-    # palette for every clip, so slot k means the same colour in every clip and f from p(f) can
-    # only choose among the dataset's colours, never paint new ones)
+    # palette for every clip, started at the training clips' K commonest colours, so slot k means
+    # the same colour in every clip and f from p(f) mixes the dataset's colours, never new ones)
     colour_table: str = "f"
     # true: f also modulates every hidden layer of the decoder (nets.FiLM), a direct path from the
     # appearance to the high-resolution layers that draw skin and clothes

@@ -217,6 +217,12 @@ class ColourMixDecoder(nn.Module):
         else:
             self.table = nn.Linear(cfg.f_dim, self.colours * cfg.image_channels)
 
+    @torch.no_grad()
+    def start_palette(self, colours: torch.Tensor) -> None:
+        """Start the global palette at these colours (K, C) in [0, 1], e.g. the data's commonest
+        (clips.commonest_colours): from random colours Adam moves it too slowly to find black."""
+        self.palette.copy_(torch.logit(colours.to(self.palette), eps=1e-3))
+
     def colour_table(self, f: torch.Tensor) -> torch.Tensor:
         """The K colours (B, K, C) in [0, 1] that the frames of each clip mix."""
         if self.cfg.colour_table == "global":

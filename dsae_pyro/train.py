@@ -21,6 +21,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 from tqdm import tqdm
 
+from .clips import commonest_colours
 from .config import Config, ConfigError
 from .data import DataError, Split, data_identity, to_tensor
 from .data.views import other_clips, recolour
@@ -293,6 +294,8 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                           f"{len(data['train'])} clips. Use train.f_source=self")
     world = setup(cfg.train.device)
     run = Run.create(cfg, world=world)
+    if cfg.model.decoder_colours and cfg.model.colour_table == "global":  # a resume overwrites it
+        run.model.decoder.start_palette(commonest_colours(data["train"].x, cfg.model.decoder_colours))
     run.open_folder(run_dir, resume, data_id, write=world.main)
     if cfg.train.tensorboard and world.main:
         run.live = LiveLog(run_dir)

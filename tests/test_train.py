@@ -215,3 +215,35 @@ def test_keep_holds_the_last_epochs_checkpoints(tmp_path, tiny_data):
         "checkpoint.pt", "checkpoint_e2.pt", "checkpoint_e3.pt"]
     assert load_checkpoint(tmp_path / "checkpoint_e3.pt")["epoch"] == 3
     assert load_checkpoint(tmp_path)["epoch"] == 4
+
+
+def test_commonest_colours_by_hand():
+    """Counted on every clip: 5 black pixels, 3 white, 1 red; with k above the 3 colours there are,
+    the table repeats rows rather than inventing colours."""
+    from dsae_pyro.clips import commonest_colours
+
+    pixels = [(0, 0, 0)] * 5 + [(255, 255, 255)] * 3 + [(255, 0, 0)]
+    clips = np.array(pixels, dtype=np.uint8).reshape(1, 1, 3, 3, 3)
+    top = commonest_colours(clips, 2, every=1)
+    assert top.tolist() == [[0, 0, 0], [1, 1, 1]]
+    assert {tuple(c) for c in commonest_colours(clips, 5, every=1).tolist()} == {
+        (0, 0, 0), (1, 1, 1), (1, 0, 0)}
+
+
+def test_a_new_run_starts_the_global_palette_at_the_data_colours(tmp_path, tiny_data):
+    """model.colour_table = "global": fit starts the palette at the training clips' commonest
+    colours (at a rate too small to move it, what training starts from), and a resumed run keeps
+    its own trained palette."""
+    from dsae_pyro.clips import commonest_colours
+
+    cfg = tiny_config(decoder_colours=4, colour_table="global")
+    cfg.train.epochs, cfg.train.lr = 1, 1e-12
+    run = fit(cfg, tiny_data, tmp_path / "a", progress=False)
+    want = commonest_colours(tiny_data["train"].x, 4)
+    got = run.model.decoder.colour_table(torch.zeros(1, cfg.model.f_dim))[0]
+    assert torch.allclose(got, want.clamp(1e-3, 1 - 1e-3), atol=1e-5)
+    cfg.train.lr = 0.3  # a palette that training moved
+    trained = fit(cfg, tiny_data, tmp_path / "b", progress=False).model.decoder.palette.detach()
+    assert not torch.allclose(trained, run.model.decoder.palette)
+    resumed = fit(cfg, tiny_data, tmp_path / "b", resume=True, progress=False)
+    assert torch.equal(resumed.model.decoder.palette.detach(), trained)
