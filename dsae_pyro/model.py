@@ -19,7 +19,7 @@ from pyro import poutine
 from torch import nn
 
 from ._naming import unique_name
-from .clips import check_batch
+from .clips import check_batch, commonest_colours
 from .config import ModelConfig
 from .nets import make_decoder
 from .priors import make_prior
@@ -41,6 +41,12 @@ class DSAE(nn.Module):
         if cfg.likelihood == "gaussian_learned":
             self.log_x_scale = nn.Parameter(torch.tensor(math.log(cfg.x_scale)))
         self.pyro_name = unique_name("dsae")
+
+    def start_from_clips(self, x_uint8) -> None:
+        """Starting values read from the training clips (N, T, H, W, C) of a new run: the global
+        colour palette (model.colour_table = "global") at their commonest colours."""
+        if self.cfg.decoder_colours and self.cfg.colour_table == "global":
+            self.decoder.start_palette(commonest_colours(x_uint8, self.cfg.decoder_colours))
 
     # --- the likelihood ------------------------------------------------------------------------
     def likelihood(self, out: torch.Tensor) -> dist.Distribution:

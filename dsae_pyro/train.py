@@ -21,7 +21,6 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from pyro.optim import Adam
 from tqdm import tqdm
 
-from .clips import commonest_colours
 from .config import Config, ConfigError
 from .data import DataError, Split, data_identity, to_tensor
 from .data.views import other_clips, recolour
@@ -294,9 +293,9 @@ def fit(cfg: Config, data: dict[str, Split], run_dir: str | os.PathLike, resume:
                           f"{len(data['train'])} clips. Use train.f_source=self")
     world = setup(cfg.train.device)
     run = Run.create(cfg, world=world)
-    if cfg.model.decoder_colours and cfg.model.colour_table == "global":  # a resume overwrites it
-        run.model.decoder.start_palette(commonest_colours(data["train"].x, cfg.model.decoder_colours))
     run.open_folder(run_dir, resume, data_id, write=world.main)
+    if run.epoch == 0:  # nothing restored: a new run starts from what the clips hold
+        run.model.start_from_clips(data["train"].x)
     if cfg.train.tensorboard and world.main:
         run.live = LiveLog(run_dir)
     if resume and world.size > 1:  # the checkpoint holds rank 0's noise: give each its own again

@@ -248,6 +248,11 @@ def test_film_decoder_starts_as_the_plain_one_and_lets_f_set_every_hidden_layer(
         assert not torch.allclose(film(f, z), film(g, z))
 
 
+def _last_weight_layer(decoder):
+    """The colour-mix decoder's last transposed conv: scaling it up makes its weights one-hot."""
+    return [mod for mod in decoder.weights.modules() if isinstance(mod, torch.nn.ConvTranspose2d)][-1]
+
+
 @pytest.mark.parametrize("decoder", ["conv", "improved"])
 def test_colour_mix_decoder_draws_only_colours_of_f(decoder):
     """With model.decoder_colours = K, a frame is a per-pixel convex mix of K colours read from f
@@ -258,7 +263,7 @@ def test_colour_mix_decoder_draws_only_colours_of_f(decoder):
     m = DSAE(cfg.model).eval()
     f = torch.randn(2, cfg.model.f_dim)
     table = torch.sigmoid(m.decoder.table(f)).reshape(2, 3, 3)  # (B, K, C)
-    last = [mod for mod in m.decoder.weights.modules() if isinstance(mod, torch.nn.ConvTranspose2d)][-1]
+    last = _last_weight_layer(m.decoder)
     with torch.no_grad():
         for scale in (1.0, 1e4):
             last.weight.mul_(scale)
@@ -283,7 +288,7 @@ def test_global_colour_table_is_one_palette_for_every_clip():
     table = m.decoder.colour_table(f)
     assert torch.equal(table[0], table[3]) and table.shape == (4, 3, 3)
     assert not hasattr(m.decoder, "table")  # no path from f to the colours
-    last = [mod for mod in m.decoder.weights.modules() if isinstance(mod, torch.nn.ConvTranspose2d)][-1]
+    last = _last_weight_layer(m.decoder)
     with torch.no_grad():
         last.weight.mul_(1e4)
         last.bias.mul_(1e4)
