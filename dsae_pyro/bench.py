@@ -52,7 +52,7 @@ def manual_loss(model: DSAE, guide: Guide, x: torch.Tensor, kl_weight: float = 1
         z_prev = q.rsample()
         kl = kl + q.log_prob(z_prev).sum() - Normal(p_loc, p_scale).log_prob(z_prev).sum()
         zs.append(z_prev)
-    log_lik = model.likelihood(model.decoder(f, torch.stack(zs, 1))).log_prob(x).sum()
+    log_lik = model.likelihood(f, torch.stack(zs, 1)).log_prob(x).sum()
     return kl_weight * kl - log_lik
 
 

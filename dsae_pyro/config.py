@@ -19,7 +19,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_DIR = Path(__file__).parent / "presets"
-LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2")
+LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2", "palette_mixture")
 COLOUR_TABLES = ("f", "global")  # who sets the colour-mix decoder's table (nets.ColourMixDecoder)
 ELBOS = ("trace", "meanfield")
 OBJECTIVES_DSAE = ("elbo", "contrastive")
@@ -53,8 +53,12 @@ class ModelConfig:
     # conv); empty: the encoder's mirror (reversed conv_channels). Wider late layers give the
     # high-resolution layers that draw skin and clothes more room
     decoder_widths: list[int] = field(default_factory=list)
-    likelihood: str = "gaussian"  # gaussian | gaussian_learned | bernoulli | l2 (Das & Dandi)
-    x_scale: float = 0.1  # pixel std of the fixed-scale Gaussian (initial value if learned)
+    # gaussian | gaussian_learned | bernoulli | l2 (Das & Dandi) | palette_mixture: each pixel a
+    # mixture of Gaussians around the colour-mix decoder's K colours (needs decoder_colours)
+    likelihood: str = "gaussian"
+    # pixel std of the fixed-scale Gaussian (initial value if learned; each colour's under
+    # palette_mixture)
+    x_scale: float = 0.1
     guide: str = "factorized"  # factorized | full | causal
     # what q(f) reads: "frames", a bi-LSTM over the frame encoder's features (Li & Mandt);
     # "palette", the soft presence of 512 reference colours max-pooled over the clip's pixels
@@ -295,6 +299,10 @@ class Config(Sectioned):
             raise ConfigError(f"model.colour_table = {m.colour_table!r} chooses the table of the "
                               "colour-mix decoder, which model.decoder_colours = 0 turns off; "
                               "set model.decoder_colours (e.g. 32) as well")
+        if m.likelihood == "palette_mixture" and not m.decoder_colours:
+            raise ConfigError("model.likelihood = 'palette_mixture' mixes the colour-mix decoder's "
+                              "colours, which model.decoder_colours = 0 turns off; set "
+                              "model.decoder_colours (e.g. 32) as well")
         if len(m.conv_channels) != len(m.conv_strides):
             raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
                               f"got {m.conv_channels} and {m.conv_strides}")

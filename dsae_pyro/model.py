@@ -21,6 +21,7 @@ from torch import nn
 from ._naming import unique_name
 from .clips import check_batch, commonest_colours
 from .config import ModelConfig
+from .distributions import PaletteMixture
 from .nets import make_decoder
 from .priors import make_prior
 
@@ -49,8 +50,12 @@ class DSAE(nn.Module):
             self.decoder.start_palette(commonest_colours(x_uint8, self.cfg.decoder_colours))
 
     # --- the likelihood ------------------------------------------------------------------------
-    def likelihood(self, out: torch.Tensor) -> dist.Distribution:
-        """p(x_1:T | f, z_1:T) from the decoder output, one event over (T, C, H, W)."""
+    def likelihood(self, f: torch.Tensor, z: torch.Tensor) -> dist.Distribution:
+        """p(x_1:T | f, z_1:T) for f (B, F) and z (B, T, Z), one event over (T, C, H, W)."""
+        if self.cfg.likelihood == "palette_mixture":
+            # every pixel a mixture over the colour-mix decoder's K colours (distributions.py)
+            return PaletteMixture(*self.decoder.mixture(f, z), self.cfg.x_scale)
+        out = self.decoder(f, z)
         if self.cfg.likelihood == "bernoulli":
             # pixels in [0, 1] are treated as Bernoulli probabilities (cross-entropy), as is usual
             return dist.Bernoulli(logits=out, validate_args=False).to_event(4)
@@ -62,7 +67,10 @@ class DSAE(nn.Module):
         return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
 
     def decode(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Mean frames (B, T, C, H, W) in [0, 1] for f (B, F) and z (B, T, Z)."""
+        """The likeliest frames (B, T, C, H, W) in [0, 1] for f (B, F) and z (B, T, Z): the mean of
+        a Gaussian (or Bernoulli), each pixel's likeliest colour under the palette mixture."""
+        if self.cfg.likelihood == "palette_mixture":
+            return self.likelihood(f, z).mode
         return torch.sigmoid(self.decoder(f, z))
 
     # --- the model -----------------------------------------------------------------------------
@@ -91,5 +99,4 @@ class DSAE(nn.Module):
                     zs.append(z_prev)
             # E_q[log p(x_1:T | f, z_1:T)] = sum_t log p(x_t | f, z_t): one site over all frames
             # because the decoder (and its BatchNorm) runs on every frame of the batch at once
-            out = self.decoder(f, torch.stack(zs, dim=1))
-            return pyro.sample("x", self.likelihood(out), obs=x)
+            return pyro.sample("x", self.likelihood(f, torch.stack(zs, dim=1)), obs=x)

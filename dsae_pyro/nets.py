@@ -229,10 +229,13 @@ class ColourMixDecoder(nn.Module):
             return torch.sigmoid(self.palette).expand(f.shape[0], -1, -1)
         return torch.sigmoid(self.table(f)).reshape(f.shape[0], self.colours, -1)
 
+    def mixture(self, f: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel weight logits (B, T, K, H, W) and the colour table (B, K, C)."""
+        return self.weights(f, z), self.colour_table(f)
+
     def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        w = torch.softmax(self.weights(f, z), dim=2)  # (B, T, K, H, W)
-        c = self.colour_table(f)  # (B, K, C)
-        mean = torch.einsum("btkhw,bkc->btchw", w, c)
+        logits, c = self.mixture(f, z)
+        mean = torch.einsum("btkhw,bkc->btchw", torch.softmax(logits, dim=2), c)
         return torch.logit(mean, eps=1e-4)
 
 

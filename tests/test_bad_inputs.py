@@ -47,7 +47,8 @@ def _bad_values():
     cases += [("train.beta1", "1.0"), ("train.beta2", "-0.1"), ("train.beta1", "nan"),
               ("model.decoder_features", "[0]"), ("model.conv_strides", "[2, 2, 2, 2, 2, 2, 2]"),
               ("model.decoder_widths", "[0, 8, 8, 8]"), ("model.decoder_widths", "[8, 8]"),
-              ("model.colour_table", "global")]  # without model.decoder_colours: nothing to choose
+              ("model.colour_table", "global"),  # without model.decoder_colours: nothing to choose
+              ("model.likelihood", "palette_mixture")]  # nor colours to mix
     return cases
 
 

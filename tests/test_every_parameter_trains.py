@@ -26,9 +26,11 @@ from dsae_pyro.train import Run, TrainingError, check_trained_by_store, collapse
 IMPROVED_DECODER = {"decoder_hidden": 16, "decoder_channels": 4}
 CASES = [{"guide": g, "prior": p, "decoder": d, **(IMPROVED_DECODER if d == "improved" else {})}
          for g, p, d in itertools.product(GUIDES, PRIORS, DECODERS)]
-CASES += [{"likelihood": lik} for lik in LIKELIHOODS if lik != "gaussian"]
+CASES += [{"likelihood": lik, **({"decoder_colours": 3} if lik == "palette_mixture" else {})}
+          for lik in LIKELIHOODS if lik != "gaussian"]
 CASES += [{"f_encoder": "palette"}, {"z_encoder": "silhouette"}, {"decoder_colours": 3},
           {"decoder_colours": 3, "colour_table": "global"},
+          {"decoder_colours": 3, "colour_table": "global", "likelihood": "palette_mixture"},
           {"decoder_colours": 3, "decoder": "improved", **IMPROVED_DECODER},
           {"decoder_film": True}, {"decoder_film": True, "decoder": "improved", **IMPROVED_DECODER},
           {"decoder_widths": [6, 5, 7, 8]}]

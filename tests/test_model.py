@@ -172,10 +172,11 @@ def test_two_models_in_one_session_do_not_share_parameters(tiny_data):
 
 
 def test_l2_likelihood_is_the_sum_of_squared_errors():
-    _, model, _ = build(likelihood="l2")
-    out, x = torch.randn(2, T, 3, 64, 64), torch.rand(2, T, 3, 64, 64)
-    log_p = model.likelihood(out).log_prob(x)
-    sse = ((x - torch.sigmoid(out)) ** 2).flatten(1).sum(1)
+    cfg, model, _ = build(likelihood="l2")
+    f, z = torch.randn(2, cfg.model.f_dim), torch.randn(2, T, cfg.model.z_dim)
+    x = torch.rand(2, T, 3, 64, 64)
+    log_p = model.likelihood(f, z).log_prob(x)
+    sse = ((x - model.decode(f, z)) ** 2).flatten(1).sum(1)
     const = -0.5 * math.log(math.pi) * x[0].numel()  # log N with variance 1/2, per pixel
     assert torch.allclose(log_p, -sse + const, rtol=1e-5)
 
