@@ -4,10 +4,17 @@ from pathlib import Path
 import numpy as np
 import pyro
 import pytest
+import torch
 
 from dsae_pyro.config import Config
 from dsae_pyro.data import Split
 from dsae_pyro.data.synthetic import render
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # under pytest -n N each worker computes on one core, and so do the runs, scripts and
+    # notebook kernels its tests start: N workers x 2 threads would fight over the cores
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHEETS = Path(os.environ.get("DSAE_TEST_SHEETS", SHARED / "data" / "sprites-lpc"))
