@@ -34,6 +34,15 @@ class PaletteMixture(dist.TorchDistribution):
         event = (t, colours.shape[2], h, w)
         super().__init__(torch.Size((b,)), torch.Size(event), validate_args=validate_args)
 
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        if batch_shape == self.batch_shape:  # what a plate over the batch asks: nothing to do
+            return self
+        if len(batch_shape) != 1:
+            return super().expand(batch_shape, _instance)
+        return PaletteMixture(self.logits.expand(batch_shape + self.logits.shape[1:]),
+                              self.colours.expand(batch_shape + self.colours.shape[1:]), self.scale)
+
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """log w_k + log N(x_pixel; c_k, scale^2 I) for every pixel and colour: (B, T, K, H, W)."""
         # |x - c_k|^2 = |x|^2 - 2 x.c_k + |c_k|^2, without a (B, T, K, C, H, W) tensor

@@ -66,12 +66,14 @@ class DSAE(nn.Module):
             scale = torch.tensor(s, device=out.device)
         return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
 
+    def picture(self, px: dist.Distribution) -> torch.Tensor:
+        """The frames (B, T, C, H, W) in [0, 1] that p(x_1:T | f, z_1:T) shows: its mean, or under
+        the palette mixture each pixel's likeliest colour (a mean of two close colours is neither)."""
+        return px.mode if isinstance(px, PaletteMixture) else px.mean
+
     def decode(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """The likeliest frames (B, T, C, H, W) in [0, 1] for f (B, F) and z (B, T, Z): the mean of
-        a Gaussian (or Bernoulli), each pixel's likeliest colour under the palette mixture."""
-        if self.cfg.likelihood == "palette_mixture":
-            return self.likelihood(f, z).mode
-        return torch.sigmoid(self.decoder(f, z))
+        """The frames that f (B, F) and z (B, T, Z) show (`picture`)."""
+        return self.picture(self.likelihood(f, z))
 
     # --- the model -----------------------------------------------------------------------------
     def model(self, x: torch.Tensor | None = None, kl_weight: float = 1.0,

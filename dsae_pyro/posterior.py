@@ -99,7 +99,8 @@ def encode(guide, x: torch.Tensor, mean: bool = True) -> Posterior:
 @torch.no_grad()
 def decode(model, values: dict[str, torch.Tensor], batch_size: int | None = None,
            handler=poutine.condition) -> torch.Tensor:
-    """Mean frames of p(x | f, z) with the given sites fixed; unfixed latents come from the prior.
+    """The frames p(x | f, z) shows (`DSAE.picture`: its mean, or each pixel's likeliest colour
+    under the palette mixture) with the given sites fixed; unfixed latents come from the prior.
 
     `values` maps site names ("f", "z_3", ...) to tensors of shape (B, dim).
     """
@@ -107,7 +108,7 @@ def decode(model, values: dict[str, torch.Tensor], batch_size: int | None = None
         batch_size = next(iter(values.values())).shape[0]
     with evaluating(model):
         tr = poutine.trace(handler(model.model, data=values)).get_trace(batch_size=batch_size)
-    return tr.nodes["x"]["fn"].mean
+    return model.picture(tr.nodes["x"]["fn"])
 
 
 def swap(model, guide, x_appearance: torch.Tensor, x_motion: torch.Tensor) -> torch.Tensor:
