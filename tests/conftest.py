@@ -12,7 +12,7 @@ from dsae_pyro.data.synthetic import render
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # under pytest -n N each worker computes on one core, and so do the runs, scripts and
-    # notebook kernels its tests start: N workers x 2 threads would fight over the cores
+    # notebook kernels its tests start: N workers of a thread per core each would fight over them
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
