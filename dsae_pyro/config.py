@@ -295,14 +295,13 @@ class Config(Sectioned):
             raise ConfigError(f"model.decoder_widths needs one width per transposed conv "
                               f"({len(m.conv_channels)}, as model.conv_channels), got "
                               f"{m.decoder_widths}; or leave it empty for the encoder's mirror")
-        if m.colour_table != "f" and not m.decoder_colours:
-            raise ConfigError(f"model.colour_table = {m.colour_table!r} chooses the table of the "
-                              "colour-mix decoder, which model.decoder_colours = 0 turns off; "
-                              "set model.decoder_colours (e.g. 32) as well")
-        if m.likelihood == "palette_mixture" and not m.decoder_colours:
-            raise ConfigError("model.likelihood = 'palette_mixture' mixes the colour-mix decoder's "
-                              "colours, which model.decoder_colours = 0 turns off; set "
-                              "model.decoder_colours (e.g. 32) as well")
+        uses_colours = {"colour_table": m.colour_table != "f",  # whose table the colours are
+                        "likelihood": m.likelihood == "palette_mixture"}  # a mixture over them
+        for key, uses in uses_colours.items():
+            if uses and not m.decoder_colours:
+                raise ConfigError(f"model.{key} = {getattr(m, key)!r} works on the colour-mix "
+                                  "decoder's colours, which model.decoder_colours = 0 turns off; "
+                                  "set model.decoder_colours (e.g. 32) as well")
         if len(m.conv_channels) != len(m.conv_strides):
             raise ConfigError("model.conv_channels and model.conv_strides need the same length, "
                               f"got {m.conv_channels} and {m.conv_strides}")

@@ -9,6 +9,12 @@ import torch
 from torch.distributions import constraints
 
 
+def mix_colours(logits: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """Frames (B, T, C, H, W) whose every pixel is the softmax(logits)-weighted mean of the K
+    colours, for logits (B, T, K, H, W) and colours (B, K, C)."""
+    return torch.einsum("btkhw,bkc->btchw", torch.softmax(logits, dim=2), colours)
+
+
 class PaletteMixture(dist.TorchDistribution):
     """Frames (B, T, C, H, W) whose pixels are independent mixtures over K colours:
     p(x_t[:, i, j]) = sum_k w_k[t, i, j] N(x_t[:, i, j]; c_k, scale^2 I_C).
@@ -58,8 +64,7 @@ class PaletteMixture(dist.TorchDistribution):
 
     @property
     def mean(self) -> torch.Tensor:
-        w = torch.softmax(self.logits, dim=2)
-        return torch.einsum("btkhw,bkc->btchw", w, self.colours)
+        return mix_colours(self.logits, self.colours)
 
     @property
     def mode(self) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
+from .distributions import mix_colours
 
 
 def _act():
@@ -234,9 +235,7 @@ class ColourMixDecoder(nn.Module):
         return self.weights(f, z), self.colour_table(f)
 
     def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        logits, c = self.mixture(f, z)
-        mean = torch.einsum("btkhw,bkc->btchw", torch.softmax(logits, dim=2), c)
-        return torch.logit(mean, eps=1e-4)
+        return torch.logit(mix_colours(*self.mixture(f, z)), eps=1e-4)
 
 
 DECODERS = {"conv": FrameDecoder, "improved": MLPDeconvDecoder}  # the names model.decoder accepts
