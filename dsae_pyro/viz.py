@@ -6,6 +6,7 @@ notebook a returned Figure displays itself.
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -150,8 +151,10 @@ def scores_figure(scores: dict, schema: Schema, published_motion: float | None =
     ax.set_xticks(x, [k.removesuffix("_acc") for k in keys])
     ax.set_ylim(0, 105)
     ax.set_ylabel("judge accuracy (%)")
-    ax.set_title("Fix z, sample f: motion kept? (blue)   fix f, sample z: appearance kept? (orange)"
-                 + (f"\nthis run: {training}" if training else ""), fontsize=8.5)
+    # wrapped: a long description of the run would run off both sides of the figure
+    what_run = textwrap.wrap(f"this run: {training}", 90) if training else []
+    ax.set_title("\n".join(["Fix z, sample f: motion kept? (blue)   "
+                            "fix f, sample z: appearance kept? (orange)", *what_run]), fontsize=8.5)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never on them
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

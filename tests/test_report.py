@@ -39,3 +39,23 @@ def test_markdown_becomes_html_tables_and_paragraphs():
     out = markdown_html(text)
     assert out == ("<table><tr><th>a</th><th>b &lt;x&gt;</th></tr><tr><td>1</td><td>2</td></tr>"
                    "</table>\n<p>A line &amp; more.</p>")
+
+
+def test_the_scores_figure_keeps_a_long_run_description_inside_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from dsae_pyro.config import load_preset
+    from dsae_pyro.data.labels import SPRITES
+    from dsae_pyro.evaluate import supervision
+    from dsae_pyro.viz import scores_figure
+
+    heads = ["motion", "action", "direction", "body", "bottom", "top", "hair"]
+    scores = {f"{h}_acc": {"mean": 0.9, "std": 0.01, "judges": 3, "per_judge": [0.9] * 3}
+              for h in heads}
+    training = supervision(load_preset("nolabel"))  # the longest description a preset gives
+    fig = scores_figure(scores, SPRITES, 90.73, training)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    title = fig.axes[0].title
+    box = title.get_window_extent(renderer)
+    assert "silhouettes" in title.get_text()
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
