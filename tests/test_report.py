@@ -1,10 +1,16 @@
-"""The report's choice of clips finishes on any split, and says when it had to settle for less."""
+"""The report's choice of clips finishes on any split, and says when it had to settle for less;
+its figures keep their text inside the picture."""
 
 import numpy as np
 import pytest
 from conftest import tiny_split
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from dsae_pyro.config import load_preset
+from dsae_pyro.data.labels import SPRITES
+from dsae_pyro.evaluate import supervision
 from dsae_pyro.report import pick_pairs
+from dsae_pyro.viz import scores_figure
 
 
 def test_pairs_differ_in_character_action_and_direction():
@@ -42,17 +48,10 @@ def test_markdown_becomes_html_tables_and_paragraphs():
 
 
 def test_the_scores_figure_keeps_a_long_run_description_inside_the_figure():
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    from dsae_pyro.config import load_preset
-    from dsae_pyro.data.labels import SPRITES
-    from dsae_pyro.evaluate import supervision
-    from dsae_pyro.viz import scores_figure
-
     heads = ["motion", "action", "direction", "body", "bottom", "top", "hair"]
     scores = {f"{h}_acc": {"mean": 0.9, "std": 0.01, "judges": 3, "per_judge": [0.9] * 3}
               for h in heads}
-    training = supervision(load_preset("nolabel"))  # the longest description a preset gives
+    training = supervision(load_preset("nolabel"))  # the nolabel preset's: 3 lines
     fig = scores_figure(scores, SPRITES, 90.73, training)
     renderer = FigureCanvasAgg(fig).get_renderer()
     title = fig.axes[0].title
