@@ -47,10 +47,10 @@ def manual_loss(model: DSAE, guide: Guide, x: torch.Tensor, kl_weight: float = 1
     zs = []
     for t in range(frames):
         q_loc, q_scale, q_state = guide.z_step(h[:, t], z_prev, q_state)
-        p_loc, p_scale, p_state = model.prior.step(z_prev, p_state)
+        p_t, p_state = model.prior.step(z_prev, p_state)
         q = Normal(q_loc, q_scale)
         z_prev = q.rsample()
-        kl = kl + q.log_prob(z_prev).sum() - Normal(p_loc, p_scale).log_prob(z_prev).sum()
+        kl = kl + q.log_prob(z_prev).sum() - p_t.log_prob(z_prev).sum()
         zs.append(z_prev)
     log_lik = model.likelihood(f, torch.stack(zs, 1)).log_prob(x).sum()
     return kl_weight * kl - log_lik

@@ -38,7 +38,7 @@ class DSAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.decoder = make_decoder(cfg)
-        self.prior = make_prior(cfg.prior, cfg.z_dim, cfg.hidden)
+        self.prior = make_prior(cfg.prior, cfg.z_dim, cfg.hidden, cfg.prior_components)
         if cfg.likelihood == "gaussian_learned":
             self.log_x_scale = nn.Parameter(torch.tensor(math.log(cfg.x_scale)))
         self.pyro_name = unique_name("dsae")
@@ -94,10 +94,10 @@ class DSAE(nn.Module):
                 z_prev, state = self.prior.initial(batch, like)
                 zs = []
                 for t in pyro.markov(range(1, frames + 1)):
-                    loc, scale, state = self.prior.step(z_prev, state)
+                    p_t, state = self.prior.step(z_prev, state)
                     # KL(q(z_t | .) || p(z_t | z_<t)): the prior is fed the z sampled at the
                     # previous site, which under SVI is the guide's sample
-                    z_prev = pyro.sample(z_site(t), dist.Normal(loc, scale).to_event(1))
+                    z_prev = pyro.sample(z_site(t), p_t)
                     zs.append(z_prev)
             # E_q[log p(x_1:T | f, z_1:T)] = sum_t log p(x_t | f, z_t): one site over all frames
             # because the decoder (and its BatchNorm) runs on every frame of the batch at once

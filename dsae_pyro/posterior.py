@@ -158,6 +158,16 @@ class Diagnosis:
         return self.kl_f / (self.kl_f + self.kl_z)
 
 
+def _kl(q_site: dict, p_site: dict) -> torch.Tensor:
+    """KL(q || p) at a site, in closed form where there is one; else (a mixture prior) its
+    one-sample estimate log q(z) - log p(z) at the guide's sample."""
+    try:
+        return kl_divergence(q_site["fn"], p_site["fn"])
+    except NotImplementedError:
+        z = q_site["value"]
+        return q_site["fn"].log_prob(z) - p_site["fn"].log_prob(z)
+
+
 @torch.no_grad()
 def diagnose(model, guide, x: torch.Tensor, active_threshold: float = 0.01) -> Diagnosis:
     """Replay the model on one guide sample and split the ELBO site by site."""
@@ -169,7 +179,7 @@ def diagnose(model, guide, x: torch.Tensor, active_threshold: float = 0.01) -> D
     log_p = {s: float(m.nodes[s]["fn"].log_prob(m.nodes[s]["value"]).sum()) / n
              for s in [*sites, "x"]}
     log_q = {s: float(g.nodes[s]["fn"].log_prob(g.nodes[s]["value"]).sum()) / n for s in sites}
-    kl = {s: float(kl_divergence(g.nodes[s]["fn"], m.nodes[s]["fn"]).sum()) / n for s in sites}
+    kl = {s: float(_kl(g.nodes[s], m.nodes[s]).sum()) / n for s in sites}
     kl_z = sum(v for k, v in kl.items() if k != "f")
     post = encode(guide, x)
     return Diagnosis(

@@ -55,9 +55,10 @@ def test_prior_is_fed_the_guides_samples():
     m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x)
     z_prev, state = model.prior.initial(B, x)
     for t in range(1, T + 1):
-        loc, scale, state = model.prior.step(z_prev, state)
+        p_t, state = model.prior.step(z_prev, state)
         fn = m.nodes[z_site(t)]["fn"].base_dist
-        assert torch.allclose(fn.loc, loc) and torch.allclose(fn.scale, scale)
+        assert torch.allclose(fn.loc, p_t.base_dist.loc)
+        assert torch.allclose(fn.scale, p_t.base_dist.scale)
         z_prev = g.nodes[z_site(t)]["value"]  # the guide's sample, as the ELBO needs
     # and a prior rolled on its own samples would differ
     prior_only = poutine.trace(model.model).get_trace(batch_size=B)

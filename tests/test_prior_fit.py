@@ -1,0 +1,116 @@
+"""The mixture prior over z_1:T and its refit to the posteriors (dsae_pyro/prior_fit.py)."""
+
+import math
+
+import pyro
+import pytest
+import torch
+from conftest import tiny_config
+from pyro import poutine
+from test_cli import TINY
+
+from dsae_pyro.cli import main
+from dsae_pyro.config import ConfigError
+from dsae_pyro.guides import make_guide
+from dsae_pyro.model import DSAE, z_site
+from dsae_pyro.prior_fit import BEFORE, fit_prior
+from dsae_pyro.priors import PRIORS, MixtureHead, make_prior
+from dsae_pyro.runs import load_checkpoint
+from dsae_pyro.train import load_run
+
+
+@pytest.mark.parametrize("prior", sorted(PRIORS))
+@pytest.mark.parametrize("components", [1, 3])
+def test_log_prob_is_what_the_model_scores(prior, components):
+    """log p(z_1:T) of the prior, summed by hand over its steps, equals the sum of the log
+    probabilities at the model's z_t sites replayed on the guide's draws."""
+    pyro.set_rng_seed(0)
+    cfg = tiny_config(prior=prior, prior_components=components).model
+    model, guide = DSAE(cfg), make_guide(cfg)
+    x = torch.rand(5, cfg.frames, 3, 64, 64)
+    g = poutine.trace(guide).get_trace(x)
+    m = poutine.trace(poutine.replay(model.model, trace=g)).get_trace(x)
+    z = torch.stack([g.nodes[z_site(t)]["value"] for t in range(1, cfg.frames + 1)], 1)
+    by_sites = sum(m.nodes[z_site(t)]["fn"].log_prob(z[:, t - 1]) for t in range(1, cfg.frames + 1))
+    assert torch.allclose(model.prior.log_prob(z), by_sites, atol=1e-5)
+
+
+def test_mixture_head_is_a_mixture_of_its_gaussians():
+    """log p(z) = log sum_k pi_k N(z; mu_k, sigma_k), computed here from the head's layers."""
+    torch.manual_seed(0)
+    head = MixtureHead(6, 2, 4)
+    h, z = torch.randn(3, 6), torch.randn(3, 2)
+    pi = head.logits(h).softmax(-1)
+    mu, sigma = head.loc(h).reshape(3, 4, 2), torch.exp(0.5 * head.logvar(h)).reshape(3, 4, 2)
+    density = (pi * torch.exp(-0.5 * ((z[:, None] - mu) / sigma) ** 2).prod(-1)
+               / (2 * math.pi * sigma ** 2).sqrt().prod(-1)).sum(-1)
+    assert torch.allclose(head(h).log_prob(z), density.log(), atol=1e-5)
+
+
+def clusters(n=600, t=3):
+    """Sequences that start at -3 or +3 (in each of 2 dimensions) and stay there, with q's
+    scale 0.1: four tight clusters, which one Gaussian can only cover from between them."""
+    g = torch.Generator().manual_seed(0)
+    start = (torch.randint(0, 2, (n, 1, 2), generator=g) * 6.0 - 3.0).expand(n, t, 2)
+    return start.contiguous(), torch.full((n, t, 2), 0.1)
+
+
+@torch.no_grad()
+def near_a_cluster(prior, n=2000):
+    """Share of the prior's draws of z_1 within 1 of one of the four cluster centres."""
+    z_prev, state = prior.initial(n, torch.zeros(1))
+    z1 = prior.step(z_prev, state)[0].sample()
+    return float(((z1.abs() - 3).abs() < 1).all(-1).float().mean())
+
+
+def test_a_mixture_fitted_to_clustered_posteriors_draws_on_the_clusters():
+    loc, scale = clusters()
+    torch.manual_seed(0)
+    one, mixture = make_prior("lstm", 2, 16, 1), make_prior("lstm", 2, 16, 8)
+    nats_one = fit_prior(one, loc, scale, epochs=40, lr=1e-2, progress=False)
+    nats_mix = fit_prior(mixture, loc, scale, epochs=40, lr=1e-2, progress=False)
+    assert nats_mix[-1] < nats_mix[0] and nats_one[-1] < nats_one[0]
+    # one Gaussian can at best be N(0, 3^2) per dimension: about 10% of its draws fall within 1 of
+    # a centre, against all of them for the four clusters' own mixture
+    assert near_a_cluster(mixture) > 0.9
+    assert near_a_cluster(one) < 0.25
+    assert nats_mix[-1] < nats_one[-1] - 5
+
+
+def test_meanfield_refuses_a_mixture_prior():
+    cfg = tiny_config(prior_components=4)
+    cfg.train.elbo = "meanfield"
+    with pytest.raises(ConfigError, match="prior_components = 4 makes p"):
+        cfg.validate()
+
+
+def test_refit_prior_from_the_command_line(tmp_path, tiny_npz, capsys):
+    """`dsae refit-prior` swaps the run's prior for a fitted mixture, keeps the run as trained,
+    and leaves a run that generates, evaluates, and resumes only with its new prior."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", *TINY]) == 0
+    trained = load_checkpoint(out / "checkpoint.pt")
+    assert main(["refit-prior", str(out), "--components", "3", "--epochs", "2", "--quiet"]) == 0
+    assert "refitted as a mixture of 3" in capsys.readouterr().out
+    assert (out / BEFORE).is_file()
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["config"]["model"]["prior_components"] == 3
+    assert 'prior_components = 3' in (out / "config.toml").read_text()
+    assert len(ckpt["prior_fit"]["nats"]) == 2
+    # everything but the prior is the run as trained
+    changed = [k for k, v in ckpt["model"].items()
+               if k not in trained["model"] or not torch.equal(v, trained["model"][k])]
+    assert changed and all(k.startswith("prior.") for k in changed), changed
+    assert all(torch.equal(v, trained["guide"][k]) for k, v in ckpt["guide"].items())
+    run = load_run(out)
+    assert run.model.prior.components == 3
+    assert main(["generate", str(out), "--out", str(tmp_path / "g")]) == 0
+    # a resumed run keeps the saved settings, so it trains on with the mixture; asking for the
+    # single Gaussian again is refused by name
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-report",
+                 "--quiet"]) == 0
+    assert load_run(out).model.prior.components == 3 and load_run(out).epoch == 2
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "3", "--no-report",
+                 "--set", "model.prior_components=1", "--quiet"]) == 2
+    assert "model.prior_components" in capsys.readouterr().err
