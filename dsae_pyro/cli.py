@@ -188,16 +188,20 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(e)
 
-    f = sub.add_parser("refit-prior", help="refit a trained run's p(z_1:T) as a mixture",
-                       description="Fit the prior over z_1:T of a trained run to q(z_1:T) of its "
-                       "training clips (the ELBO's prior term, with q and the decoder fixed), as a "
-                       "mixture of --components Gaussians per step, so that generated z_1:T land "
-                       "where the clips' posteriors are. Saves it in the run's checkpoint; the "
-                       "run as trained stays beside it as checkpoint_before_prior_fit.pt. Then "
-                       "`dsae evaluate` the run again.")
+    f = sub.add_parser("refit-prior", help="refit a trained run's priors as mixtures",
+                       description="Fit the priors of a trained run to q of its training clips "
+                       "(the ELBO's prior terms, with q and the decoder fixed): p(z_1:T) as a "
+                       "mixture of --z-components Gaussians per step, p(f) as a mixture of "
+                       "--f-components, so that generated latents land where the clips' "
+                       "posteriors are. Saves them in the run's checkpoint; the run as trained "
+                       "stays beside it as checkpoint_before_prior_fit.pt. Then `dsae evaluate` "
+                       "the run again.")
     f.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
-    f.add_argument("--components", type=_positive, default=32,
-                   help="Gaussians per step (default 32; 1 refits the single Gaussian)")
+    f.add_argument("--z-components", type=_count, default=32,
+                   help="Gaussians per step of p(z_1:T) (default 32; 1 refits the single "
+                   "Gaussian; 0 leaves it as it is)")
+    f.add_argument("--f-components", type=_count, default=0,
+                   help="Gaussians of p(f) (default 0: leave N(0, I) as it is)")
     f.add_argument("--epochs", type=_positive, default=30,
                    help="passes over the training clips' posteriors (default 30)")
     f.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
@@ -366,12 +370,16 @@ def _cmd_evaluate(args) -> int:
 def _cmd_refit_prior(args) -> int:
     from .prior_fit import refit_prior
 
-    rec = refit_prior(args.checkpoint, args.components, args.epochs, args.lr, args.seed,
-                      data=args.data, data_path=args.data_path, progress=not args.quiet)
-    print(f"p(z_1:T) refitted as a mixture of {rec['components']} in {rec['seconds']:.0f}s: "
-          f"-E_q[log p(z_1:T)] {rec['nats_before']:.2f} -> {rec['nats'][-1]:.2f} nats a clip "
-          f"on {rec['clips']} training clips; saved in {_run_dir(args) / 'checkpoint.pt'}. "
-          "Evaluate it again with `dsae evaluate`.")
+    rec = refit_prior(args.checkpoint, args.z_components, args.f_components, args.epochs,
+                      args.lr, args.seed, data=args.data, data_path=args.data_path,
+                      progress=not args.quiet)
+    for key, site in (("z", "p(z_1:T)"), ("f", "p(f)")):
+        if key in rec:
+            r = rec[key]
+            print(f"{site} refitted as a mixture of {r['components']}: -E_q[log {site[2:-1]}] "
+                  f"{r['nats_before']:.2f} -> {r['nats'][-1]:.2f} nats a clip")
+    print(f"on {rec['clips']} training clips in {rec['seconds']:.0f}s; saved in "
+          f"{_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`.")
     return 0
 
 

@@ -71,10 +71,12 @@ class ModelConfig:
     # (the full guide's q(z_1:T | x, f) still reads f)
     z_encoder: str = "frames"
     prior: str = "lstm"  # lstm (Li & Mandt) | improved (Yingzhen Li)
-    # 1: p(z_t | z_<t) is one diagonal Gaussian. K > 1: a mixture of K, whose samples can land on
-    # the separate clusters of the posteriors instead of between them (priors.py). No closed-form
-    # KL, so train.elbo must be "trace"
+    # 1: p(z_t | z_<t) is one diagonal Gaussian and p(f) = N(0, I). K > 1: a mixture of K, whose
+    # samples can land on the separate clusters of the posteriors instead of between them
+    # (priors.py; `dsae refit-prior` fits them after training). No closed-form KL, so
+    # train.elbo must be "trace"
     prior_components: int = 1
+    f_prior_components: int = 1
     decoder: str = "conv"  # conv: mirror of the encoder | improved: Yingzhen Li's MLP + deconvs
     decoder_hidden: int = 512  # improved decoder only
     decoder_channels: int = 256  # improved decoder only
@@ -281,16 +283,18 @@ class Config(Sectioned):
                                  "model.conv_kernel", "model.conv_channels", "model.conv_strides",
                                  "model.conv_features", "model.decoder_hidden",
                                  "model.decoder_channels", "model.image_channels",
-                                 "model.image_size", "model.prior_components"),
+                                 "model.image_size", "model.prior_components",
+                                 "model.f_prior_components"),
                    at_least_zero=("train.kl_warmup", "train.lr_decay_epochs", "train.eval_clips",
                                   "train.keep", "train.nce_f_weight",
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))
-        if m.prior_components > 1 and self.train.elbo == "meanfield":
-            raise ConfigError(f"model.prior_components = {m.prior_components} makes p(z_t | z_<t) "
-                              "a mixture, which has no closed-form KL for train.elbo = 'meanfield'; "
-                              "use train.elbo = 'trace' or model.prior_components = 1")
+        for key, site in (("prior_components", "p(z_t | z_<t)"), ("f_prior_components", "p(f)")):
+            if getattr(m, key) > 1 and self.train.elbo == "meanfield":
+                raise ConfigError(f"model.{key} = {getattr(m, key)} makes {site} a mixture, which "
+                                  "has no closed-form KL for train.elbo = 'meanfield'; use "
+                                  f"train.elbo = 'trace' or model.{key} = 1")
         for key in ("decoder_features", "decoder_widths"):
             if getattr(m, key) and min(getattr(m, key)) < 1:
                 raise ConfigError(f"model.{key} must be empty or >= 1 in every entry, got "

@@ -45,8 +45,9 @@ def supervision(cfg) -> str:
         parts.append("q(f) reads only which colours the clip holds")
     if cfg.model.z_encoder == "silhouette":
         parts.append("q(z) reads only the silhouettes")
-    if cfg.model.prior_components > 1:
-        parts.append(f"p(z_t | z_<t) a mixture of {cfg.model.prior_components} Gaussians")
+    for key, site in (("prior_components", "p(z_t | z_<t)"), ("f_prior_components", "p(f)")):
+        if getattr(cfg.model, key) > 1:
+            parts.append(f"{site} a mixture of {getattr(cfg.model, key)} Gaussians")
     parts.append("weakly supervised by character identity" if weak else "no labels")
     return "; ".join(parts)
 

@@ -4,6 +4,9 @@
     z_t | z_<t ~ N(mu(h_t), sigma(h_t)),          dynamics: what it does, h_t = LSTM(z_{t-1}, h_{t-1})
     x_t | f, z_t ~ p(x_t | decoder(f, z_t))       frames
 
+Either prior may instead be a mixture of Gaussians (model.f_prior_components, model.prior_components;
+priors.py), as `dsae refit-prior` fits them to the posteriors after training.
+
 Sample sites: "f", "z_1" ... "z_T" and the observation "x". Every guide in `guides.py` uses the same
 names, so swapping guides, `poutine.condition` and `poutine.replay` need no glue.
 """
@@ -23,7 +26,7 @@ from .clips import check_batch, commonest_colours
 from .config import ModelConfig
 from .distributions import PaletteMixture
 from .nets import make_decoder
-from .priors import make_prior
+from .priors import StaticPrior, make_prior
 
 
 def z_site(t: int) -> str:
@@ -38,6 +41,7 @@ class DSAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.decoder = make_decoder(cfg)
+        self.f_prior = StaticPrior(cfg.f_dim, cfg.f_prior_components)
         self.prior = make_prior(cfg.prior, cfg.z_dim, cfg.hidden, cfg.prior_components)
         if cfg.likelihood == "gaussian_learned":
             self.log_x_scale = nn.Parameter(torch.tensor(math.log(cfg.x_scale)))
@@ -89,8 +93,8 @@ class DSAE(nn.Module):
         like = next(self.parameters())
         with pyro.plate("batch", batch):
             with poutine.scale(scale=kl_weight):
-                # KL(q(f | .) || p(f)), with p(f) = N(0, I)
-                f = pyro.sample("f", dist.Normal(like.new_zeros(self.cfg.f_dim), 1.0).to_event(1))
+                # KL(q(f | .) || p(f)), with p(f) = N(0, I) (or a mixture: priors.StaticPrior)
+                f = pyro.sample("f", self.f_prior(like))
                 z_prev, state = self.prior.initial(batch, like)
                 zs = []
                 for t in pyro.markov(range(1, frames + 1)):

@@ -1,9 +1,10 @@
-"""Priors over the dynamics z_1:T, each a step function (z_prev, state) -> (p(z_t | z_<t), state).
+"""The model's priors: p(f) (`StaticPrior`) and p(z_1:T), each step of the latter a function
+(z_prev, state) -> (p(z_t | z_<t), state).
 
-p(z_t | z_<t) is a diagonal Gaussian (Li & Mandt) or, with `components` K > 1, a mixture of K of
-them: the clips' posteriors sit in a few separate clusters (one per motion and phase), and one
-Gaussian that covers them all puts most of its samples between them, where the decoder has
-never been trained.
+p(f) is N(0, I) and p(z_t | z_<t) a diagonal Gaussian (Li & Mandt); with `components` K > 1 either
+is a mixture of K diagonal Gaussians. The clips' posteriors sit in separate clusters (z: one per
+motion and phase; f: one per look), and one Gaussian that covers them all puts much of its mass
+between them, where the decoder has never been trained; a mixture can put it on them.
 """
 
 from __future__ import annotations
@@ -32,6 +33,41 @@ class MixtureHead(nn.Module):
         parts = dist.Normal(self.loc(h).reshape(shape),
                             torch.exp(0.5 * self.logvar(h)).reshape(shape)).to_event(1)
         return dist.MixtureSameFamily(dist.Categorical(logits=self.logits(h)), parts)
+
+
+class StaticPrior(nn.Module):
+    """p(f): N(0, I) (Li & Mandt; no parameters), or with `components` K > 1 the mixture
+    sum_k pi_k N(mu_k, diag sigma_k^2) with learned weights, means and scales."""
+
+    def __init__(self, dim: int, components: int = 1):
+        super().__init__()
+        self.dim, self.components = dim, components
+        if components > 1:
+            self.logits = nn.Parameter(torch.zeros(components))
+            self.loc = nn.Parameter(torch.randn(components, dim))
+            self.log_scale = nn.Parameter(torch.zeros(components, dim))
+
+    @torch.no_grad()
+    def start_at(self, points: torch.Tensor, seed: int = 0) -> None:
+        """Components centred on `components` distinct rows of points (N, dim), each as wide as
+        the points' spread over e, with equal weights: gradient fits started from N(0, I) leave
+        one component straddling several clusters."""
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(points), generator=g)[:self.components].to(points.device)
+        self.loc.copy_(points[pick])
+        self.log_scale.copy_(points.std(0).clamp_min(1e-3).log().expand_as(self.log_scale) - 1)
+        self.logits.zero_()
+
+    def forward(self, like: torch.Tensor) -> dist.Distribution:
+        """p(f), one event of `dim` (batch shape ()), on the device and dtype of `like`."""
+        if self.components == 1:
+            return dist.Normal(like.new_zeros(self.dim), 1.0).to_event(1)
+        parts = dist.Normal(self.loc, self.log_scale.exp()).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), parts)
+
+    def log_prob(self, f: torch.Tensor) -> torch.Tensor:
+        """log p(f) of vectors f (B, dim), per vector (B)."""
+        return self(f).log_prob(f)
 
 
 class LSTMPrior(nn.Module):

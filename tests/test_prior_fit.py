@@ -14,7 +14,7 @@ from dsae_pyro.config import ConfigError
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE, z_site
 from dsae_pyro.prior_fit import BEFORE, fit_prior
-from dsae_pyro.priors import PRIORS, MixtureHead, make_prior
+from dsae_pyro.priors import PRIORS, MixtureHead, StaticPrior, make_prior
 from dsae_pyro.runs import load_checkpoint
 from dsae_pyro.train import load_run
 
@@ -91,20 +91,24 @@ def test_refit_prior_from_the_command_line(tmp_path, tiny_npz, capsys):
     assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
                  "--out", str(out), "--no-report", *TINY]) == 0
     trained = load_checkpoint(out / "checkpoint.pt")
-    assert main(["refit-prior", str(out), "--components", "3", "--epochs", "2", "--quiet"]) == 0
-    assert "refitted as a mixture of 3" in capsys.readouterr().out
+    assert main(["refit-prior", str(out), "--z-components", "3", "--f-components", "4",
+                 "--epochs", "2", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "p(z_1:T) refitted as a mixture of 3" in said and "p(f) refitted as a mixture of 4" in said
     assert (out / BEFORE).is_file()
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt["config"]["model"]["prior_components"] == 3
+    assert ckpt["config"]["model"]["f_prior_components"] == 4
     assert 'prior_components = 3' in (out / "config.toml").read_text()
-    assert len(ckpt["prior_fit"]["nats"]) == 2
-    # everything but the prior is the run as trained
+    assert len(ckpt["prior_fit"]["z"]["nats"]) == 2 and len(ckpt["prior_fit"]["f"]["nats"]) == 2
+    # everything but the priors is the run as trained
     changed = [k for k, v in ckpt["model"].items()
                if k not in trained["model"] or not torch.equal(v, trained["model"][k])]
-    assert changed and all(k.startswith("prior.") for k in changed), changed
+    assert changed and all(k.startswith(("prior.", "f_prior.")) for k in changed), changed
+    assert any(k.startswith("f_prior.") for k in changed)
     assert all(torch.equal(v, trained["guide"][k]) for k, v in ckpt["guide"].items())
     run = load_run(out)
-    assert run.model.prior.components == 3
+    assert run.model.prior.components == 3 and run.model.f_prior.components == 4
     assert main(["generate", str(out), "--out", str(tmp_path / "g")]) == 0
     # a resumed run keeps the saved settings, so it trains on with the mixture; asking for the
     # single Gaussian again is refused by name
@@ -114,3 +118,39 @@ def test_refit_prior_from_the_command_line(tmp_path, tiny_npz, capsys):
     assert main(["train", "--out", str(out), "--resume", "--epochs", "3", "--no-report",
                  "--set", "model.prior_components=1", "--quiet"]) == 2
     assert "model.prior_components" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, says", [(["--z-components", "0"], "give p(z_1:T) or p(f)"),
+                                        (["--f-components", "1"], "f_components = 1 is p(f)")])
+def test_refit_prior_refuses_nothing_to_fit(tmp_path, args, says, capsys):
+    assert main(["refit-prior", str(tmp_path), *args]) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_f_mixture_is_what_the_model_scores():
+    """p(f) as a mixture: the model's f site is log sum_k pi_k N(f; mu_k, sigma_k), computed here
+    from the prior's parameters, and a mixture fitted to two clusters draws on them."""
+    pyro.set_rng_seed(0)
+    cfg = tiny_config(f_prior_components=3).model
+    model = DSAE(cfg)
+    tr = poutine.trace(model.model).get_trace(batch_size=5)
+    f, p = tr.nodes["f"]["value"], model.f_prior
+    pi, sigma = p.logits.softmax(-1), p.log_scale.exp()
+    density = (pi * torch.exp(-0.5 * ((f[:, None] - p.loc) / sigma) ** 2).prod(-1)
+               / (2 * math.pi * sigma ** 2).sqrt().prod(-1)).sum(-1)
+    assert torch.allclose(tr.nodes["f"]["fn"].log_prob(f), density.log(), atol=1e-4)
+
+
+def test_an_f_mixture_fitted_to_clusters_draws_on_them():
+    loc, scale = clusters(t=1)
+    loc, scale = loc[:, 0], scale[:, 0]
+    torch.manual_seed(0)
+    prior = StaticPrior(2, 8)
+    prior.start_at(loc)
+    nats = fit_prior(prior, loc, scale, epochs=60, lr=5e-2, progress=False)
+    # the four clusters' own mixture scores 2 x (-0.88) + log 4 = -0.38 nats (the entropy of q
+    # plus the choice of cluster); N(0, I) would score about 11
+    assert nats[-1] < 0
+    with torch.no_grad():
+        draws = prior(loc).sample((2000,))
+    assert float(((draws.abs() - 3).abs() < 1).all(-1).float().mean()) > 0.9
