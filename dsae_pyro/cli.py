@@ -376,7 +376,7 @@ def _cmd_refit_prior(args) -> int:
     for key, site in (("z", "p(z_1:T)"), ("f", "p(f)")):
         if key in rec:
             r = rec[key]
-            print(f"{site} refitted as a mixture of {r['components']}: -E_q[log {site[2:-1]}] "
+            print(f"{site} refitted as a mixture of {r['components']}: -E_q[log {site}] "
                   f"{r['nats_before']:.2f} -> {r['nats'][-1]:.2f} nats a clip")
     print(f"on {rec['clips']} training clips in {rec['seconds']:.0f}s; saved in "
           f"{_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`.")
