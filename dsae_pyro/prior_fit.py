@@ -20,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pyro
 import torch
 from tqdm.auto import tqdm
 
@@ -116,6 +117,7 @@ def refit_prior(path: str | os.PathLike, components: int = 32, f_components: int
         raise ValueError(f"{run_dir} was trained with train.elbo = 'meanfield', whose closed-form "
                          "KL a mixture prior has not; refit p(z_1:T) with components=1 only")
     start = time.perf_counter()
+    pyro.set_rng_seed(seed)  # q's draws of the training clips
     train = load_dataset(data or cfg.data.name, data_path or cfg.data.path, cfg.data.seed,
                          progress=progress)["train"]
     q = posterior_params(run.guide, train, device=run.device, progress=progress)
