@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             ("generate", "grids that fix f or z and sample the other",
              "Two grids (PNG and GIF): for each source clip, keep its f and sample z_1:T from the "
              "learned prior (the appearance should stay, the motion change), and keep its z_1:T "
-             "and sample f ~ N(0, I) (the motion should stay, the appearance change).",
+             "and sample f ~ p(f) (the motion should stay, the appearance change).",
              "prefix of the two files (default: "
              "RUN/generate_seed<S>; a folder: inside it)", "source clips"),
             ("swap", "style-transfer grid: swap f and z between test clips",

@@ -67,7 +67,7 @@ def swap_grid(run: Run, split: Split, path, n_pairs: int = 4, seed: int = 0) -> 
 @torch.no_grad()
 def generation_grids(run: Run, split: Split, fix_f_path, fix_z_path, n_clips: int = 3,
                      n_samples: int = 3, seed: int = 0) -> tuple[Path, Path]:
-    """Fix f (posterior) and sample z from the prior; fix z (posterior) and sample f ~ N(0, I)."""
+    """Fix f (posterior) and sample z from the prior; fix z (posterior) and sample f ~ p(f)."""
     idx, _ = pick_pairs(split, n_clips, seed + 1)
     x = to_tensor(split.x[idx], run.device)
     post = encode(run.guide, x)
@@ -88,7 +88,7 @@ def generation_grids(run: Run, split: Split, fix_f_path, fix_z_path, n_clips: in
                            "the appearance and changes the motion)",
                            groups=g),
             save_clip_grid(fix_z_path, torch.stack(rows_z), labels_z,
-                           "Fix z_1:T, sample f ~ N(0, I) (a disentangled model keeps the motion and "
+                           "Fix z_1:T, sample f ~ p(f) (a disentangled model keeps the motion and "
                            "changes the appearance)", groups=g))
 
 
