@@ -376,10 +376,15 @@ def _cmd_refit_prior(args) -> int:
     for key, site in (("z", "p(z_1:T)"), ("f", "p(f)")):
         if key in rec:
             r = rec[key]
-            print(f"{site} refitted as a mixture of {r['components']}: -E_q[log {site}] "
-                  f"{r['nats_before']:.2f} -> {r['nats'][-1]:.2f} nats a clip")
-    print(f"on {rec['clips']} training clips in {rec['seconds']:.0f}s; saved in "
-          f"{_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`.")
+            said = (f"{site} as a mixture of {r['components']}: -E_q[log {site}] "
+                    f"{r['nats_before']:.2f} -> {r['nats_after']:.2f} nats a clip")
+            print(f"{said}: adopted" if r["adopted"] else
+                  f"{said}: worse than the trained prior, which is kept (try more --epochs or "
+                  "other components)")
+    adopted = any(rec.get(k, {}).get("adopted") for k in ("z", "f"))
+    print(f"fitted on {rec['clips']} training clips in {rec['seconds']:.0f}s; "
+          + (f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with "
+             "`dsae evaluate`." if adopted else "nothing written."))
     return 0
 
 

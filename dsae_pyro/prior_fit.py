@@ -76,18 +76,26 @@ def fit_prior(prior: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor, ep
 
 def _refit(old: torch.nn.Module, new: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor,
            epochs: int, lr: float, seed: int, progress: bool) -> dict:
-    """Fit `new` (started from `old` wherever the shapes agree) to q; the fit's record."""
-    with torch.no_grad():
-        noise = torch.randn(scale.shape, generator=torch.Generator(loc.device).manual_seed(seed),
-                            device=loc.device)
-        before = -float(old.log_prob(loc + scale * noise).mean())
+    """Fit `new` (started from `old` wherever the shapes agree) to q; the fit's record, whose
+    "adopted" says whether `new` scores better than `old` on the same draws of q."""
+    noise = torch.randn(scale.shape, generator=torch.Generator(loc.device).manual_seed(seed),
+                        device=loc.device)
+
+    @torch.no_grad()
+    def nats(prior):
+        prior.eval()
+        return -float(prior.log_prob(loc + scale * noise).mean())
+
+    before = nats(old)
     start_at = new.state_dict()  # the trained prior's recurrence (all of it for z with K = 1)
     start_at.update({k: v for k, v in old.state_dict().items()
                      if k in start_at and start_at[k].shape == v.shape})
     new.load_state_dict(start_at)
-    nats = fit_prior(new, loc, scale, epochs, lr, seed=seed, progress=progress)
+    history = fit_prior(new, loc, scale, epochs, lr, seed=seed, progress=progress)
+    after = nats(new)
     return {"components": new.components, "replaced_components": old.components,
-            "nats_before": before, "nats": nats}
+            "nats_before": before, "nats_after": after, "nats": history,
+            "adopted": after < before}
 
 
 def refit_prior(path: str | os.PathLike, components: int = 32, f_components: int = 0,
@@ -97,8 +105,9 @@ def refit_prior(path: str | os.PathLike, components: int = 32, f_components: int
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt): p(z_1:T) as a mixture of `components` Gaussians per step,
     p(f) as a mixture of `f_components` (0 leaves a prior as it is). Returns the fit's record,
-    also kept in the checkpoint: per latent ("z", "f"), components and nats per clip before and
-    after each epoch."""
+    also kept in the checkpoint: per latent ("z", "f"), components, -E_q[log p] in nats per clip
+    before, after and at each epoch, and whether the fit was adopted: a fit that scores worse
+    than the prior it would replace is not, and with none adopted nothing is written."""
     from .train import Run
 
     if components < 0 or f_components < 0 or components + f_components == 0:
@@ -127,22 +136,26 @@ def refit_prior(path: str | os.PathLike, components: int = 32, f_components: int
         prior = make_prior(cfg.model.prior, cfg.model.z_dim, cfg.model.hidden, components)
         record["z"] = _refit(model.prior, prior.to(run.device), q.z_loc, q.z_scale, epochs, lr,
                              seed, progress)
-        model.prior = prior
-        overrides.append(f"model.prior_components={components}")
+        if record["z"]["adopted"]:
+            model.prior = prior
+            overrides.append(f"model.prior_components={components}")
     if f_components:
         prior = StaticPrior(cfg.model.f_dim, f_components)
-        prior.start_at(q.f_loc, seed)
+        prior.start_at(q.f_loc + q.f_scale * torch.randn_like(q.f_scale), seed)
         record["f"] = _refit(model.f_prior, prior.to(run.device), q.f_loc, q.f_scale, epochs, lr,
                              seed, progress)
-        model.f_prior = prior
-        overrides.append(f"model.f_prior_components={f_components}")
+        if record["f"]["adopted"]:
+            model.f_prior = prior
+            overrides.append(f"model.f_prior_components={f_components}")
     record["seconds"] = time.perf_counter() - start
+    if not overrides:
+        return record
     # the checkpoint as trained, with the new priors: the model's other weights, the guide and
     # the optimiser's state of every other parameter are the saved ones, untouched
     cfg.override(overrides)
     ckpt["model"] = model.state_dict()
     refitted = tuple(f"model/{name}." for name, key in (("prior", "z"), ("f_prior", "f"))
-                     if key in record)
+                     if record.get(key, {}).get("adopted"))
     ckpt["optim"] = {k: v for k, v in ckpt["optim"].items() if not k.startswith(refitted)}
     ckpt["config"] = cfg.to_dict()
     ckpt["prior_fit"] = record

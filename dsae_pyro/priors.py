@@ -49,9 +49,9 @@ class StaticPrior(nn.Module):
 
     @torch.no_grad()
     def start_at(self, points: torch.Tensor, seed: int = 0) -> None:
-        """Components centred on `components` distinct rows of points (N, dim), each as wide as
-        the points' spread over e, with equal weights: gradient fits started from N(0, I) leave
-        one component straddling several clusters."""
+        """Components centred on `components` distinct rows of points (N, dim) (draws of q),
+        each as wide as the points' spread over e, with equal weights: gradient fits started
+        from N(0, I) leave one component straddling several clusters."""
         g = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(points), generator=g)[:self.components].to(points.device)
         self.loc.copy_(points[pick])
