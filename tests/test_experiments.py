@@ -2,6 +2,7 @@
 the scripts that produced the documented numbers must not rot."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ SCRIPTS = {
     "nolabel_curve.py": ["curve", "--preset", "tiny.toml", "--max-epochs", "2", "--every", "1",
                          "--judges", "2", "--judge-epochs", "1", "--draws", "1", "--max-clips", "18",
                          "--iw-samples", "2"],
+    "refit_prior_samples.py": ["run", "refitted", "--out", "samples.png"],
     "betavae_sweep.py": ["sweep", "--objectives", "tc:train.beta=6", "factorvae", "--seeds",
                          "0", "1", "--steps", "4", "--images", "2000", "--num-train", "300",
                          "--num-eval", "200", "--set", "train.log_every=2",
@@ -73,6 +75,18 @@ def test_ablation_then_probe(workdir):
         "nothing (reconstruction)"]
     assert all(line.endswith("18 clips") for line in out)
     assert all(f"{a} " in line for line in out[2:] for a in ("body", "bottom", "top", "hair"))
+
+
+def test_refit_prior_samples(workdir):
+    from dsae_pyro.cli import main
+
+    assert main(["train", "--preset", str(workdir / "tiny.toml"), "--epochs", "1", "--out",
+                 str(workdir / "run"), "--no-report", "--quiet"]) == 0
+    shutil.copytree(workdir / "run", workdir / "refitted")
+    assert main(["refit-prior", str(workdir / "refitted"), "--z-components", "3", "--epochs", "1",
+                 "--quiet"]) == 0
+    out = run("refit_prior_samples.py", SCRIPTS["refit_prior_samples.py"], workdir)
+    assert "wrote samples.png" in out and (workdir / "samples.png").stat().st_size > 1000
 
 
 def test_push(workdir):
