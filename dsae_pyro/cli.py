@@ -197,13 +197,13 @@ def main(argv: list[str] | None = None) -> int:
                        "stays beside it as checkpoint_before_prior_fit.pt. Then `dsae evaluate` "
                        "the run again.")
     f.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
-    f.add_argument("--z-components", type=_count, default=32,
-                   help="Gaussians per step of p(z_1:T) (default 32; 1 refits the single "
+    f.add_argument("--z-components", type=_count, default=64,
+                   help="Gaussians per step of p(z_1:T) (default 64; 1 refits the single "
                    "Gaussian; 0 leaves it as it is)")
     f.add_argument("--f-components", type=_count, default=0,
                    help="Gaussians of p(f) (default 0: leave N(0, I) as it is)")
-    f.add_argument("--epochs", type=_positive, default=30,
-                   help="passes over the training clips' posteriors (default 30)")
+    f.add_argument("--epochs", type=_positive, default=60,
+                   help="passes over the training clips' posteriors (default 60)")
     f.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -4,9 +4,10 @@ E_q[log p(z_1:T)], maximised over the priors' parameters alone, with q and the d
 Generation draws from the priors, so their samples must land where q puts the clips. On real
 Sprites q(z_1:T) of the clips sits in tight, separate clusters (one per motion and phase), and
 the LSTM prior's one Gaussian per step covers them with a wide bell whose samples fall mostly
-between them; the decoder draws such z with the wrong skin tone. q(f) likewise sits in clusters
-(one per look) that N(0, I) does not match. Priors refitted as mixtures (`model.prior_components`,
-`model.f_prior_components`) after training put their samples on the clusters. Fitting a richer
+between them; the decoder draws such z with the wrong skin tone. A prior refitted as a mixture
+(`model.prior_components`) after training puts its samples on the clusters. p(f) can be refitted
+the same way (`model.f_prior_components`), though on real Sprites q(f) of the clips proved as
+well described by N(0, I) as by a mixture of 64 (experiments/README.md). Fitting a richer
 prior to the aggregate posterior after training is the second stage of Dai & Wipf (ICLR 2019)
 and Ghosh et al.'s ex-post density estimation (ICLR 2020); here it is the same ELBO terms the
 training maximised, over the same prior families, only with more components.
@@ -98,8 +99,8 @@ def _refit(old: torch.nn.Module, new: torch.nn.Module, loc: torch.Tensor, scale:
             "adopted": after < before}
 
 
-def refit_prior(path: str | os.PathLike, components: int = 32, f_components: int = 0,
-                epochs: int = 30, lr: float = 1e-3, seed: int = 0, data: str | None = None,
+def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int = 0,
+                epochs: int = 60, lr: float = 1e-3, seed: int = 0, data: str | None = None,
                 data_path: str | None = None, progress: bool = True) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as

@@ -2,9 +2,9 @@
 (z_prev, state) -> (p(z_t | z_<t), state).
 
 p(f) is N(0, I) and p(z_t | z_<t) a diagonal Gaussian (Li & Mandt); with `components` K > 1 either
-is a mixture of K diagonal Gaussians. The clips' posteriors sit in separate clusters (z: one per
-motion and phase; f: one per look), and one Gaussian that covers them all puts much of its mass
-between them, where the decoder has never been trained; a mixture can put it on them.
+is a mixture of K diagonal Gaussians. Where the clips' posteriors sit in separate clusters (on
+real Sprites, z_1:T: one per motion and phase), one Gaussian that covers them all puts much of its
+mass between them, where the decoder has never been trained; a mixture can put it on them.
 """
 
 from __future__ import annotations
