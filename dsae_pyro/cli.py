@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="Gaussians per step of p(z_1:T) (default 64; 1 refits the single "
                    "Gaussian; 0 leaves it as it is)")
     f.add_argument("--f-components", type=_count, default=0,
-                   help="Gaussians of p(f) (default 0: leave N(0, I) as it is)")
+                   help="Gaussians of p(f) (default 0: leave p(f) as it is)")
     f.add_argument("--epochs", type=_positive, default=60,
                    help="passes over the training clips' posteriors (default 60)")
     f.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
