@@ -123,9 +123,11 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     ckpt = load_checkpoint(run_dir / CHECKPOINT, Run.CONFIG.KIND)
     run = Run.load(run_dir / CHECKPOINT)
     cfg, model = run.cfg, run.model
-    if cfg.train.elbo == "meanfield" and max(components, f_components) > 1:
-        raise ValueError(f"{run_dir} was trained with train.elbo = 'meanfield', whose closed-form "
-                         "KL a mixture prior has not; refit p(z_1:T) with components=1 only")
+    wanted = {key: f"model.{name}={k}" for key, name, k in
+              (("z", "prior_components", components), ("f", "f_prior_components", f_components))
+              if k}
+    # the config's own checks (a mixture has no closed-form KL under meanfield), before any work
+    Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()))
     start = time.perf_counter()
     pyro.set_rng_seed(seed)  # q's draws of the training clips
     train = load_dataset(data or cfg.data.name, data_path or cfg.data.path, cfg.data.seed,
@@ -139,7 +141,7 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                              seed, progress)
         if record["z"]["adopted"]:
             model.prior = prior
-            overrides.append(f"model.prior_components={components}")
+            overrides.append(wanted["z"])
     if f_components:
         prior = StaticPrior(cfg.model.f_dim, f_components)
         prior.start_at(q.f_loc + q.f_scale * torch.randn_like(q.f_scale), seed)
@@ -147,7 +149,7 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                              seed, progress)
         if record["f"]["adopted"]:
             model.f_prior = prior
-            overrides.append(f"model.f_prior_components={f_components}")
+            overrides.append(wanted["f"])
     record["seconds"] = time.perf_counter() - start
     if not overrides:
         return record

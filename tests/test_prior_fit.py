@@ -139,6 +139,15 @@ def test_refit_prior_keeps_a_trained_prior_that_scores_better(tmp_path, tiny_npz
     assert (out / "checkpoint.pt").read_bytes() == trained and not (out / BEFORE).exists()
 
 
+def test_refit_prior_refuses_a_mixture_for_a_meanfield_run(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", "--set", "train.elbo=meanfield", *TINY]) == 0
+    assert main(["refit-prior", str(out), "--z-components", "3", "--quiet"]) == 2
+    assert "model.prior_components = 3 makes p(z_t | z_<t) a mixture" in capsys.readouterr().err
+    assert not (out / BEFORE).exists()
+
+
 @pytest.mark.parametrize("args, says", [(["--z-components", "0"], "give p(z_1:T) or p(f)"),
                                         (["--f-components", "1"], "f_components = 1 is p(f)")])
 def test_refit_prior_refuses_nothing_to_fit(tmp_path, args, says, capsys):
