@@ -22,6 +22,8 @@ PRESET_DIR = Path(__file__).parent / "presets"
 LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2", "palette_mixture")
 COLOUR_TABLES = ("f", "global")  # who sets the colour-mix decoder's table (nets.ColourMixDecoder)
 ELBOS = ("trace", "meanfield")
+# model.* fields that make a prior a mixture when > 1 -> the density they make one
+MIXTURE_PRIORS = {"prior_components": "p(z_t | z_<t)", "f_prior_components": "p(f)"}
 OBJECTIVES_DSAE = ("elbo", "contrastive")
 NCE_F_VIEWS = ("shuffle", "shuffle_mirror", "shuffle_tiles")
 SWAP_F = ("prior", "batch")
@@ -290,7 +292,7 @@ class Config(Sectioned):
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))
-        for key, site in (("prior_components", "p(z_t | z_<t)"), ("f_prior_components", "p(f)")):
+        for key, site in MIXTURE_PRIORS.items():
             if getattr(m, key) > 1 and self.train.elbo == "meanfield":
                 raise ConfigError(f"model.{key} = {getattr(m, key)} makes {site} a mixture, which "
                                   "has no closed-form KL for train.elbo = 'meanfield'; use "

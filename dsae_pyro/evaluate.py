@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from .config import MIXTURE_PRIORS
 from .data import data_identity
 from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
 from .metrics.judge import load_judge
@@ -45,7 +46,7 @@ def supervision(cfg) -> str:
         parts.append("q(f) reads only which colours the clip holds")
     if cfg.model.z_encoder == "silhouette":
         parts.append("q(z) reads only the silhouettes")
-    for key, site in (("prior_components", "p(z_t | z_<t)"), ("f_prior_components", "p(f)")):
+    for key, site in MIXTURE_PRIORS.items():
         if getattr(cfg.model, key) > 1:
             parts.append(f"{site} a mixture of {getattr(cfg.model, key)} Gaussians")
     parts.append("weakly supervised by character identity" if weak else "no labels")
