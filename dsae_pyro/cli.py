@@ -368,23 +368,14 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_refit_prior(args) -> int:
-    from .prior_fit import refit_prior
+    from .prior_fit import adopted, describe, refit_prior
 
     rec = refit_prior(args.checkpoint, args.z_components, args.f_components, args.epochs,
                       args.lr, args.seed, data=args.data, data_path=args.data_path,
                       progress=not args.quiet)
-    for key, site in (("z", "p(z_1:T)"), ("f", "p(f)")):
-        if key in rec:
-            r = rec[key]
-            said = (f"{site} as a mixture of {r['components']}: -E_q[log {site}] "
-                    f"{r['nats_before']:.2f} -> {r['nats_after']:.2f} nats a clip")
-            print(f"{said}: adopted" if r["adopted"] else
-                  f"{said}: worse than the trained prior, which is kept (try more --epochs or "
-                  "other components)")
-    adopted = any(rec.get(k, {}).get("adopted") for k in ("z", "f"))
-    print(f"fitted on {rec['clips']} training clips in {rec['seconds']:.0f}s; "
-          + (f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with "
-             "`dsae evaluate`." if adopted else "nothing written."))
+    print(describe(rec) + "; " + (
+        f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
+        if adopted(rec) else "nothing written."))
     return 0
 
 

@@ -149,6 +149,12 @@ class TrainConfig:
     swap_f: str = "prior"
     swap_recolour: bool = False  # contrastive: the guide reads z back from the frames recoloured
     temperature: float = 0.5  # contrastive: of the cosine critic
+    # after the last epoch, refit p(z_1:T) to q of the training clips as a mixture of this many
+    # Gaussians per step, as `dsae refit-prior` does (0: none; prior_fit.py); on real Sprites it
+    # lifts the attributes of clips drawn with a new z_1:T to near the decoder's ceiling
+    # (experiments/README.md, "Refitting the priors after training")
+    refit_z_components: int = 0
+    refit_epochs: int = 60  # passes of that refit over the training clips' posteriors
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
     tensorboard: bool = False  # live curves in RUN/tensorboard (needs the tensorboard package)
@@ -286,9 +292,9 @@ class Config(Sectioned):
                                  "model.conv_features", "model.decoder_hidden",
                                  "model.decoder_channels", "model.image_channels",
                                  "model.image_size", "model.prior_components",
-                                 "model.f_prior_components"),
+                                 "model.f_prior_components", "train.refit_epochs"),
                    at_least_zero=("train.kl_warmup", "train.lr_decay_epochs", "train.eval_clips",
-                                  "train.keep", "train.nce_f_weight",
+                                  "train.keep", "train.nce_f_weight", "train.refit_z_components",
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))
@@ -297,6 +303,11 @@ class Config(Sectioned):
                 raise ConfigError(f"model.{key} = {getattr(m, key)} makes {site} a mixture, which "
                                   "has no closed-form KL for train.elbo = 'meanfield'; use "
                                   f"train.elbo = 'trace' or model.{key} = 1")
+        if self.train.refit_z_components > 1 and self.train.elbo == "meanfield":
+            raise ConfigError(f"train.refit_z_components = {self.train.refit_z_components} "
+                              "refits p(z_t | z_<t) as a mixture, which has no closed-form KL "
+                              "for train.elbo = 'meanfield'; use train.elbo = 'trace' or "
+                              "train.refit_z_components = 0")
         for key in ("decoder_features", "decoder_widths"):
             if getattr(m, key) and min(getattr(m, key)) < 1:
                 raise ConfigError(f"model.{key} must be empty or >= 1 in every entry, got "

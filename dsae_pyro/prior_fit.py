@@ -101,14 +101,16 @@ def _refit(old: torch.nn.Module, new: torch.nn.Module, loc: torch.Tensor, scale:
 
 def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int = 0,
                 epochs: int = 60, lr: float = 1e-3, seed: int = 0, data: str | None = None,
-                data_path: str | None = None, progress: bool = True) -> dict:
+                data_path: str | None = None, progress: bool = True,
+                clips: Split | None = None) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt): p(z_1:T) as a mixture of `components` Gaussians per step,
     p(f) as a mixture of `f_components` (0 leaves a prior as it is). Returns the fit's record,
     also kept in the checkpoint: per latent ("z", "f"), components, -E_q[log p] in nats per clip
     before, after and at each epoch, and whether the fit was adopted: a fit that scores worse
-    than the prior it would replace is not, and with none adopted nothing is written."""
+    than the prior it would replace is not, and with none adopted nothing is written. `clips`:
+    the training split when the caller holds it already (otherwise it is loaded)."""
     from .train import Run
 
     if components < 0 or f_components < 0 or components + f_components == 0:
@@ -130,8 +132,8 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()))
     start = time.perf_counter()
     pyro.set_rng_seed(seed)  # q's draws of the training clips
-    train = load_dataset(data or cfg.data.name, data_path or cfg.data.path, cfg.data.seed,
-                         progress=progress)["train"]
+    train = clips if clips is not None else load_dataset(
+        data or cfg.data.name, data_path or cfg.data.path, cfg.data.seed, progress=progress)["train"]
     q = posterior_params(run.guide, train, device=run.device, progress=progress)
     record = {"epochs": epochs, "lr": lr, "clips": len(train)}
     overrides = []
@@ -167,3 +169,23 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     atomic_write(run_dir / CHECKPOINT, lambda fh: torch.save(ckpt, fh))
     atomic_write(run_dir / "config.toml", lambda fh: fh.write(cfg.to_toml().encode()))
     return record
+
+
+def describe(record: dict) -> str:
+    """What a refit did, in lines for the terminal: per prior, its fit and whether it was kept."""
+    lines = []
+    for key, site in (("z", "p(z_1:T)"), ("f", "p(f)")):
+        if key in record:
+            r = record[key]
+            said = (f"{site} as a mixture of {r['components']}: -E_q[log {site}] "
+                    f"{r['nats_before']:.2f} -> {r['nats_after']:.2f} nats a clip")
+            lines.append(f"{said}: adopted" if r["adopted"] else
+                         f"{said}: worse than the trained prior, which is kept (try more epochs "
+                         "or other components)")
+    lines.append(f"fitted on {record['clips']} training clips in {record['seconds']:.0f}s")
+    return "\n".join(lines)
+
+
+def adopted(record: dict) -> bool:
+    """Whether a refit replaced any prior (and so rewrote the run's checkpoint)."""
+    return any(record.get(k, {}).get("adopted") for k in ("z", "f"))

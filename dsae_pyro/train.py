@@ -361,7 +361,23 @@ def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = Fals
     run = fit(cfg, data, out, resume=resume, progress=progress)
     teardown(run.world, run.svi.loss)  # this process owns the torchrun group: leave it before exiting
     if run.world.main:
+        run = refit_after_training(run, data["train"], out, progress)
         if report:
             print(f"report: {write_report(run, data['test'], out)}")
         print(f"done in {time.perf_counter() - start:.0f}s")
     return run
+
+
+def refit_after_training(run: Run, clips: Split, run_dir: str | os.PathLike,
+                         progress: bool = True) -> Run:
+    """The refit of p(z_1:T) that train.refit_z_components asks for (prior_fit.refit_prior), once
+    per run folder: a resumed run that was refitted already is returned as it is."""
+    from .prior_fit import BEFORE, adopted, describe, refit_prior
+
+    t, run_dir = run.cfg.train, Path(run_dir)
+    if not t.refit_z_components or (run_dir / BEFORE).exists():
+        return run
+    record = refit_prior(run_dir, t.refit_z_components, epochs=t.refit_epochs, seed=t.seed,
+                         progress=progress, clips=clips)
+    print(describe(record))
+    return Run.load(run_dir, run.device) if adopted(record) else run

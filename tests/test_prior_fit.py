@@ -148,6 +148,36 @@ def test_refit_prior_refuses_a_mixture_for_a_meanfield_run(tmp_path, tiny_npz, c
     assert not (out / BEFORE).exists()
 
 
+def test_train_refits_the_prior_when_asked(tmp_path, tiny_npz, capsys):
+    """train.refit_z_components makes `dsae train` end with the refit: the same checkpoint as
+    training without it and then running `dsae refit-prior` with the same settings, done once
+    per run folder (a resumed run is not refitted again), and the report drawn from it."""
+    data = ["--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1", *TINY]
+    refit = ["--set", "train.refit_z_components=3", "--set", "train.refit_epochs=2"]
+    assert main(["train", *data, "--out", str(tmp_path / "by_hand"), "--no-report"]) == 0
+    assert main(["refit-prior", str(tmp_path / "by_hand"), "--z-components", "3", "--epochs",
+                 "2", "--quiet"]) == 0
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(["train", *data, *refit, "--out", str(out)]) == 0
+    assert "p(z_1:T) as a mixture of 3" in capsys.readouterr().out
+    by_hand, ckpt = (load_checkpoint(d) for d in (tmp_path / "by_hand", out))
+    assert ckpt["config"]["model"]["prior_components"] == 3 and (out / BEFORE).is_file()
+    assert ckpt["prior_fit"]["z"]["nats_after"] == by_hand["prior_fit"]["z"]["nats_after"]
+    assert all(torch.equal(v, by_hand["model"][k]) for k, v in ckpt["model"].items())
+    assert (out / "report.html").is_file()
+    refitted = (out / "checkpoint.pt").read_bytes()
+    assert main(["train", "--out", str(out), "--resume", "--no-report", "--quiet"]) == 0
+    assert (out / "checkpoint.pt").read_bytes() == refitted
+
+
+def test_meanfield_refuses_a_refit_to_a_mixture():
+    cfg = tiny_config()
+    cfg.train.elbo, cfg.train.refit_z_components = "meanfield", 8
+    with pytest.raises(ConfigError, match="train.refit_z_components = 8 refits"):
+        cfg.validate()
+
+
 @pytest.mark.parametrize("args, says", [(["--z-components", "0"], "give p(z_1:T) or p(f)"),
                                         (["--f-components", "1"], "f_components = 1 is p(f)")])
 def test_refit_prior_refuses_nothing_to_fit(tmp_path, args, says, capsys):
