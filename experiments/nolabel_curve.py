@@ -203,6 +203,9 @@ def main() -> None:
         # a constant rate: train.lr_decay_epochs lowers it in a run's last epochs, and a curve
         # trained by minutes in segments has no last epoch (resume a snapshot to see the decay)
         cfg.train.lr_decay_epochs = 0
+        # nor does it refit p(z_1:T) after a segment: the segments after it would train on with
+        # the refitted mixture (`dsae refit-prior` on a snapshot shows what the refit adds)
+        cfg.train.refit_z_components = 0
         while minutes < args.minutes and not 0 < args.max_epochs <= epochs:
             cfg.train.epochs = epochs + args.every
             train(cfg, run_dir, resume=epochs > 0, progress=False, report=False)
