@@ -193,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
                        "(the ELBO's prior terms, with q and the decoder fixed): p(z_1:T) as a "
                        "mixture of --z-components Gaussians per step, p(f) as a mixture of "
                        "--f-components, so that generated latents land where the clips' "
-                       "posteriors are. Saves them in the run's checkpoint; the run as trained "
-                       "stays beside it as checkpoint_before_prior_fit.pt. Then `dsae evaluate` "
-                       "the run again.")
+                       "posteriors are. Saves them in the run's checkpoint and redraws report.html; "
+                       "the run as trained stays beside it as checkpoint_before_prior_fit.pt, "
+                       "and its evaluation as evaluation_before_prior_fit.*. Then `dsae "
+                       "evaluate` the run again.")
     f.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
     f.add_argument("--z-components", type=_count, default=64,
                    help="Gaussians per step of p(z_1:T) (default 64; 1 refits the single "
@@ -206,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="passes over the training clips' posteriors (default 60)")
     f.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
+    f.add_argument("--no-report", action="store_true",
+                   help="leave report.html and its figures as they are (default: redraw them "
+                   "from the refitted priors)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(f)
 
@@ -376,6 +380,8 @@ def _cmd_refit_prior(args) -> int:
     print(describe(rec) + "; " + (
         f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
         if adopted(rec) else "nothing written."))
+    if adopted(rec) and not args.no_report:  # the figures drawn from the priors are redrawn
+        _cmd_report(args)
     return 0
 
 

@@ -93,12 +93,18 @@ def test_refit_prior_from_the_command_line(tmp_path, tiny_npz, capsys):
     assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
                  "--out", str(out), "--no-report", *TINY]) == 0
     trained = load_checkpoint(out / "checkpoint.pt")
+    (out / "evaluation.md").write_text("the run as trained")  # what `dsae evaluate` leaves
+    assert not (out / "report.html").exists()
     assert main(["refit-prior", str(out), "--z-components", "3", "--f-components", "4",
                  "--epochs", "2", "--quiet"]) == 0
     said = capsys.readouterr().out
     assert "p(z_1:T) as a mixture of 3" in said and "adopted" in said
     assert "p(f) as a mixture of 4" in said and "which is kept" in said
     assert (out / BEFORE).is_file()
+    # the old evaluation is set aside with the checkpoint it scored; the report is redrawn
+    assert not (out / "evaluation.md").exists()
+    assert (out / "evaluation_before_prior_fit.md").read_text() == "the run as trained"
+    assert (out / "report.html").is_file() and "evaluation" not in (out / "report.html").read_text()
     ckpt = load_checkpoint(out / "checkpoint.pt")
     fit = ckpt["prior_fit"]
     assert fit["z"]["adopted"] and fit["z"]["nats_after"] < fit["z"]["nats_before"]
