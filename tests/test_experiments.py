@@ -24,6 +24,7 @@ SCRIPTS = {
     "ablation_table.py": None,  # run by ablation.sh
     "push_table.py": None,  # run by push.sh
     "probe_f.py": ["out/factorized-lstm"],  # after ablation.sh
+    "seeds_table.py": ["out/factorized-lstm", "out/full-lstm", "--out", "seeds"],  # same
     "latent_swaps.py": ["out/factorized-lstm", "out/judge.pt", "--clips", "18"],  # same
     "dsprites_sample.py": ["sample.png"],
     "frozen_channels_last.py": [],
@@ -75,6 +76,9 @@ def test_ablation_then_probe(workdir):
         "nothing (reconstruction)"]
     assert all(line.endswith("18 clips") for line in out)
     assert all(f"{a} " in line for line in out[2:] for a in ("body", "bottom", "top", "hair"))
+    out = run("seeds_table.py", SCRIPTS["seeds_table.py"], workdir)
+    assert "| factorized-lstm | 0 |" in out and "| mean ± std over 2 runs |" in out
+    assert (workdir / "seeds.md").is_file() and (workdir / "seeds.png").stat().st_size > 1000
 
 
 def test_refit_prior_samples(workdir):
