@@ -36,17 +36,15 @@ def scores(run: Path) -> dict:
         sys.exit(f"{run}'s evaluation ran without a judge; run `dsae evaluate {run} --judge ...`")
     ckpt = load_checkpoint(run)
     cfg = Config.from_dict(ckpt["config"])
-    heads = ["motion", *(k.removesuffix("_acc") for k in ev
-                         if k.endswith("_acc") and k not in ("motion_acc", "action_acc",
-                                                            "direction_acc"))]
+    judged = ev["reconstruction"]["judged"]  # the judges' heads: motion, then each attribute
+    heads = list(judged)
     return {"run": run.name, "seed": cfg.train.seed,
             "minutes": sum(h["seconds"] for h in ckpt["history"]) / 60,
             "prior": cfg.model.prior_components,
             "refit": "prior_fit" in ckpt,
             "acc": {h: 100 * ev[f"{h}_acc"]["mean"] for h in heads},
             "std": {h: 100 * ev[f"{h}_acc"]["std"] for h in heads},
-            "ceiling": {h: 100 * ev["reconstruction"]["judged"][h] for h in heads
-                        if h in ev["reconstruction"]["judged"]},
+            "ceiling": {h: 100 * judged[h] for h in heads},
             "IS": ev["IS"]["mean"], "psnr": ev["reconstruction"]["psnr"]}
 
 
@@ -82,9 +80,8 @@ def figure(rows: list[dict], goal: float, path: Path) -> None:
         dx = (i - (len(rows) - 1) / 2) * 0.12
         ax.errorbar(x + dx, [r["acc"][h] for h in heads], yerr=[r["std"][h] for h in heads],
                     fmt="o", capsize=3, label=f"{r['run']} (seed {r['seed']})")
-        ax.scatter([x[j] + dx for j, h in enumerate(heads) if h in r["ceiling"]],
-                   [r["ceiling"][h] for h in heads if h in r["ceiling"]], marker="_", s=200,
-                   color="k", zorder=3)
+        ax.scatter(x + dx, [r["ceiling"][h] for h in heads], marker="_", s=200, color="k",
+                   zorder=3)
     ax.axhline(goal, color="tab:red", ls="--", lw=1, label=f"goal {goal:g}%")
     ax.scatter([], [], marker="_", s=200, color="k", label="judges on reconstructions")
     ax.set_xticks(x, heads)
