@@ -188,12 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_data_args(e)
 
-    f = sub.add_parser("refit-prior", help="refit a trained run's priors as mixtures",
+    f = sub.add_parser("refit-prior", help="refit a trained run's priors as mixtures (and its "
+                       "decoder)",
                        description="Fit the priors of a trained run to q of its training clips "
                        "(the ELBO's prior terms, with q and the decoder fixed): p(z_1:T) as a "
                        "mixture of --z-components Gaussians per step, p(f) as a mixture of "
                        "--f-components, so that generated latents land where the clips' "
-                       "posteriors are. Saves them in the run's checkpoint and redraws report.html; "
+                       "posteriors are; with --decoder-epochs, then the decoder (the ELBO's "
+                       "reconstruction term, with q and the priors fixed). Saves them in the run's "
+                       "checkpoint and redraws report.html; "
                        "the run as trained stays beside it as checkpoint_before_prior_fit.pt, "
                        "and its evaluation as evaluation_before_prior_fit.*. Then `dsae "
                        "evaluate` the run again.")
@@ -206,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--epochs", type=_positive, default=60,
                    help="passes over the training clips' posteriors (default 60)")
     f.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+    f.add_argument("--decoder-epochs", type=_count, default=0,
+                   help="passes of the decoder's refit over the training clips (default 0: "
+                   "leave the decoder as it is)")
+    f.add_argument("--decoder-lr", type=float, default=1e-4,
+                   help="Adam's learning rate of the decoder's refit (default 1e-4)")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--no-report", action="store_true",
                    help="leave report.html and its figures as they are (default: redraw them "
@@ -376,7 +384,8 @@ def _cmd_refit_prior(args) -> int:
 
     rec = refit_prior(args.checkpoint, args.z_components, args.f_components, args.epochs,
                       args.lr, args.seed, data=args.data, data_path=args.data_path,
-                      progress=not args.quiet)
+                      progress=not args.quiet, decoder_epochs=args.decoder_epochs,
+                      decoder_lr=args.decoder_lr)
     print(describe(rec) + "; " + (
         f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
         if adopted(rec) else "nothing written."))

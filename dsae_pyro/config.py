@@ -155,6 +155,12 @@ class TrainConfig:
     # (experiments/README.md, "Refitting the priors after training")
     refit_z_components: int = 0
     refit_epochs: int = 60  # passes of that refit over the training clips' posteriors
+    # then refit the decoder to q of the training clips for this many passes at Adam's rate
+    # refit_decoder_lr, as `dsae refit-prior --decoder-epochs` does (0: none); on real Sprites it
+    # draws the skin tones better than as many minutes of training on
+    # (experiments/README.md, "Refitting the decoder")
+    refit_decoder_epochs: int = 0
+    refit_decoder_lr: float = 1e-4
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
     tensorboard: bool = False  # live curves in RUN/tensorboard (needs the tensorboard package)
@@ -285,7 +291,7 @@ class Config(Sectioned):
                             "train.f_source": F_SOURCES, "train.z_source": Z_SOURCES,
                             "data.name": DATASETS, "train.device": DEVICES},
                    positive=("train.kl_weight", "model.x_scale", "train.lr", "train.temperature",
-                             "train.lr_decay"),
+                             "train.lr_decay", "train.refit_decoder_lr"),
                    at_least_one=("train.epochs", "train.batch_size", "train.num_particles",
                                  "model.f_dim", "model.z_dim", "model.hidden", "model.frames",
                                  "model.conv_kernel", "model.conv_channels", "model.conv_strides",
@@ -295,6 +301,7 @@ class Config(Sectioned):
                                  "model.f_prior_components", "train.refit_epochs"),
                    at_least_zero=("train.kl_warmup", "train.lr_decay_epochs", "train.eval_clips",
                                   "train.keep", "train.nce_f_weight", "train.refit_z_components",
+                                  "train.refit_decoder_epochs",
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))

@@ -1,5 +1,6 @@
-"""Fitting the priors to the posteriors after training: the ELBO's prior terms E_q[log p(f)] and
-E_q[log p(z_1:T)], maximised over the priors' parameters alone, with q and the decoder fixed.
+"""Fitting the generative model to the posteriors after training: the ELBO's prior terms
+E_q[log p(f)] and E_q[log p(z_1:T)] maximised over the priors' parameters, and its
+reconstruction term E_q[log p(x_1:T | f, z_1:T)] over the decoder's, each with q fixed.
 
 Generation draws from the priors, so their samples must land where q puts the clips. On real
 Sprites q(z_1:T) of the clips sits in tight, separate clusters (one per motion and phase), and
@@ -11,6 +12,12 @@ well described by N(0, I) as by a mixture of 64 (experiments/README.md). Fitting
 prior to the aggregate posterior after training is the second stage of Dai & Wipf (ICLR 2019)
 and Ghosh et al.'s ex-post density estimation (ICLR 2020); here it is the same ELBO terms the
 training maximised, over the same prior families, only with more components.
+
+The decoder's refit is the same step for the likelihood: with q fixed, E_q[log p(x | f, z_1:T)]
+is the only ELBO term that depends on the decoder, so fitting it alone cannot lower the ELBO
+(a coordinate-ascent step, as the M-step of variational EM). On real Sprites a few passes at a
+low rate sharpen the colours the decoder draws more per CPU minute than training on
+(experiments/README.md, "Refitting the decoder").
 """
 
 from __future__ import annotations
@@ -76,6 +83,74 @@ def fit_prior(prior: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor, ep
     return history
 
 
+def likelihood_parameters(model) -> dict[str, torch.nn.Parameter]:
+    """The generative model's parameters other than its priors': the decoder's (and a learned
+    pixel scale), everything that E_q[log p(x | f, z_1:T)] depends on."""
+    return {n: p for n, p in model.named_parameters() if not n.startswith(("prior.", "f_prior."))}
+
+
+def _draws(q: Posterior, b: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """f and z_1:T of clips b drawn from q (loc + scale * noise)."""
+    return tuple(loc[b] + scale[b] * torch.randn(scale[b].shape, generator=g, device=loc.device)
+                 for loc, scale in ((q.f_loc, q.f_scale), (q.z_loc, q.z_scale)))
+
+
+def fit_decoder(model, clips: Split, q: Posterior, epochs: int = 4, lr: float = 1e-4,
+                batch_size: int = 16, seed: int = 0, progress: bool = True) -> list[float]:
+    """Maximise E_q[log p(x_1:T | f, z_1:T)] over the likelihood's parameters by Adam, with f and
+    z_1:T drawn afresh from q (`q`: its parameters for each clip of `clips`) at every step;
+    returns -E_q[log p(x | f, z_1:T)] (nats per clip) of each epoch."""
+    device = q.f_loc.device
+    g = torch.Generator(device=device).manual_seed(seed)
+    opt = torch.optim.Adam(likelihood_parameters(model).values(), lr=lr)
+    history = []
+    bar = tqdm(range(epochs), disable=not progress, unit="epoch", desc="fitting the decoder")
+    for _ in bar:
+        total = 0.0
+        for b in torch.randperm(len(clips), generator=g, device=device).split(batch_size):
+            nll = -model.likelihood(*_draws(q, b, g)).log_prob(
+                to_tensor(clips.x[b.cpu().numpy()], device)).mean()
+            opt.zero_grad(set_to_none=True)
+            nll.backward()
+            opt.step()
+            total += nll.item() * len(b)
+        history.append(total / len(clips))
+        bar.set_postfix(nats=f"{history[-1]:.1f}")
+    return history
+
+
+@torch.no_grad()
+def likelihood_nats(model, clips: Split, q: Posterior, seed: int = 0, batch_size: int = 64
+                    ) -> float:
+    """-E_q[log p(x | f, z_1:T)] in nats per clip on one fixed draw of q per clip (`seed`)."""
+    g = torch.Generator(device=q.f_loc.device).manual_seed(seed)
+    total = 0.0
+    for b in torch.arange(len(clips), device=q.f_loc.device).split(batch_size):
+        total -= float(model.likelihood(*_draws(q, b, g)).log_prob(
+            to_tensor(clips.x[b.cpu().numpy()], q.f_loc.device)).sum())
+    return total / len(clips)
+
+
+def _refit_decoder(model, clips: Split, q: Posterior, epochs: int, lr: float, seed: int,
+                   progress: bool, check_clips: int = 512) -> dict:
+    """Fit the model's likelihood to q; the fit's record, whose "adopted" says whether it scores
+    better than the trained decoder on the same draws of q for the first `check_clips` clips
+    (otherwise the trained weights are put back)."""
+    check = clips.subset(slice(0, check_clips))
+    q_check = Posterior(*(getattr(q, k.name)[:check_clips] for k in dataclasses.fields(Posterior)))
+    trained = {k: v.clone() for k, v in model.state_dict().items()}
+    model.eval()  # scored with the batch-norm statistics it generates with
+    before = likelihood_nats(model, check, q_check, seed)
+    model.train()  # fitted as trained: batch statistics, and the running ones updated
+    history = fit_decoder(model, clips, q, epochs, lr, seed=seed, progress=progress)
+    model.eval()
+    after = likelihood_nats(model, check, q_check, seed)
+    if not after < before:
+        model.load_state_dict(trained)
+    return {"epochs": epochs, "lr": lr, "nats_before": before, "nats_after": after,
+            "nats": history, "adopted": after < before}
+
+
 def _refit(old: torch.nn.Module, new: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor,
            epochs: int, lr: float, seed: int, progress: bool) -> dict:
     """Fit `new` (started from `old` wherever the shapes agree) to q; the fit's record, whose
@@ -103,20 +178,24 @@ def _refit(old: torch.nn.Module, new: torch.nn.Module, loc: torch.Tensor, scale:
 def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int = 0,
                 epochs: int = 60, lr: float = 1e-3, seed: int = 0, data: str | None = None,
                 data_path: str | None = None, progress: bool = True,
-                clips: Split | None = None) -> dict:
+                clips: Split | None = None, decoder_epochs: int = 0,
+                decoder_lr: float = 1e-4) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt): p(z_1:T) as a mixture of `components` Gaussians per step,
-    p(f) as a mixture of `f_components` (0 leaves a prior as it is). Returns the fit's record,
-    also kept in the checkpoint: per latent ("z", "f"), components, -E_q[log p] in nats per clip
-    before, after and at each epoch, and whether the fit was adopted: a fit that scores worse
-    than the prior it would replace is not, and with none adopted nothing is written. `clips`:
-    the training split when the caller holds it already (otherwise it is loaded)."""
+    p(f) as a mixture of `f_components` (0 leaves a prior as it is), and the decoder for
+    `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as it is). Returns the
+    fit's record, also kept in the checkpoint: per part ("z", "f", "decoder"), -E_q[log p] in
+    nats per clip before, after and at each epoch, and whether the fit was adopted: a fit that
+    scores worse than what it would replace is not, and with none adopted nothing is written.
+    `clips`: the training split when the caller holds it already (otherwise it is loaded)."""
     from .train import Run
 
-    if components < 0 or f_components < 0 or components + f_components == 0:
-        raise ValueError("give p(z_1:T) or p(f) some components to refit (components >= 1 or "
-                         f"f_components >= 2), got {components} and {f_components}")
+    if min(components, f_components, decoder_epochs) < 0 or not (
+            components or f_components or decoder_epochs):
+        raise ValueError("give p(z_1:T), p(f) or the decoder something to refit (components >= 1, "
+                         f"f_components >= 2 or decoder_epochs >= 1), got {components}, "
+                         f"{f_components} and {decoder_epochs}")
     if f_components == 1:
         raise ValueError("f_components = 1 is p(f) = N(0, I), which has nothing to fit; give "
                          "2 or more, or 0 to leave p(f) as it is")
@@ -137,7 +216,7 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         data or cfg.data.name, data_path or cfg.data.path, cfg.data.seed, progress=progress)["train"]
     q = posterior_params(run.guide, train, device=run.device, progress=progress)
     record = {"epochs": epochs, "lr": lr, "clips": len(train)}
-    overrides = []
+    overrides, refitted = [], []
     if components:
         prior = make_prior(cfg.model.prior, cfg.model.z_dim, cfg.model.hidden, components)
         record["z"] = _refit(model.prior, prior.to(run.device), q.z_loc, q.z_scale, epochs, lr,
@@ -145,6 +224,7 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         if record["z"]["adopted"]:
             model.prior = prior
             overrides.append(wanted["z"])
+            refitted.append("model/prior.")
     if f_components:
         prior = StaticPrior(cfg.model.f_dim, f_components)
         prior.start_at(q.f_loc + q.f_scale * torch.randn_like(q.f_scale), seed)
@@ -153,16 +233,20 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         if record["f"]["adopted"]:
             model.f_prior = prior
             overrides.append(wanted["f"])
+            refitted.append("model/f_prior.")
+    if decoder_epochs:
+        record["decoder"] = _refit_decoder(model, train, q, decoder_epochs, decoder_lr, seed,
+                                           progress)
+        if record["decoder"]["adopted"]:
+            refitted += [f"model/{name}" for name in likelihood_parameters(model)]
     record["seconds"] = time.perf_counter() - start
-    if not overrides:
+    if not refitted:
         return record
-    # the checkpoint as trained, with the new priors: the model's other weights, the guide and
-    # the optimiser's state of every other parameter are the saved ones, untouched
+    # the checkpoint as trained, with what was refitted: the model's other weights, the guide
+    # and the optimiser's state of every other parameter are the saved ones, untouched
     cfg.override(overrides)
     ckpt["model"] = model.state_dict()
-    refitted = tuple(f"model/{name}." for name, key in (("prior", "z"), ("f_prior", "f"))
-                     if record.get(key, {}).get("adopted"))
-    ckpt["optim"] = {k: v for k, v in ckpt["optim"].items() if not k.startswith(refitted)}
+    ckpt["optim"] = {k: v for k, v in ckpt["optim"].items() if not k.startswith(tuple(refitted))}
     ckpt["config"] = cfg.to_dict()
     ckpt["prior_fit"] = record
     if not (run_dir / BEFORE).exists():
@@ -191,10 +275,17 @@ def describe(record: dict) -> str:
             lines.append(f"{said}: adopted" if r["adopted"] else
                          f"{said}: worse than the trained prior, which is kept (try more epochs "
                          "or other components)")
+    if "decoder" in record:
+        r = record["decoder"]
+        said = (f"the decoder, {r['epochs']} passes: -E_q[log p(x | f, z_1:T)] "
+                f"{r['nats_before']:.1f} -> {r['nats_after']:.1f} nats a clip")
+        lines.append(f"{said}: adopted" if r["adopted"] else
+                     f"{said}: worse than the trained decoder, which is kept (try a lower "
+                     "rate)")
     lines.append(f"fitted on {record['clips']} training clips in {record['seconds']:.0f}s")
     return "\n".join(lines)
 
 
 def adopted(record: dict) -> bool:
     """Whether a refit replaced any prior (and so rewrote the run's checkpoint)."""
-    return any(record.get(k, {}).get("adopted") for k in ("z", "f"))
+    return any(record.get(k, {}).get("adopted") for k in ("z", "f", "decoder"))

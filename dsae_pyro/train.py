@@ -370,14 +370,16 @@ def train(cfg: Config, out: str | os.PathLike | None = None, resume: bool = Fals
 
 def refit_after_training(run: Run, clips: Split, run_dir: str | os.PathLike,
                          progress: bool = True) -> Run:
-    """The refit of p(z_1:T) that train.refit_z_components asks for (prior_fit.refit_prior), once
-    per run folder: a resumed run that was refitted already is returned as it is."""
+    """The refit of p(z_1:T) and of the decoder that train.refit_z_components and
+    train.refit_decoder_epochs ask for (prior_fit.refit_prior), once per run folder: a resumed
+    run that was refitted already is returned as it is."""
     from .prior_fit import BEFORE, adopted, describe, refit_prior
 
     t, run_dir = run.cfg.train, Path(run_dir)
-    if not t.refit_z_components or (run_dir / BEFORE).exists():
+    if not (t.refit_z_components or t.refit_decoder_epochs) or (run_dir / BEFORE).exists():
         return run
     record = refit_prior(run_dir, t.refit_z_components, epochs=t.refit_epochs, seed=t.seed,
-                         progress=progress, clips=clips)
+                         progress=progress, clips=clips, decoder_epochs=t.refit_decoder_epochs,
+                         decoder_lr=t.refit_decoder_lr)
     print(describe(record))
     return Run.load(run_dir, run.device) if adopted(record) else run

@@ -5,15 +5,17 @@ import math
 import pyro
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import tiny_config, tiny_split
 from pyro import poutine
 from test_cli import TINY
 
 from dsae_pyro.cli import main
+from dsae_pyro.clips import to_tensor
 from dsae_pyro.config import ConfigError
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE, z_site
-from dsae_pyro.prior_fit import BEFORE, _refit, fit_prior
+from dsae_pyro.posterior import Posterior, encode
+from dsae_pyro.prior_fit import BEFORE, _refit, fit_prior, likelihood_nats
 from dsae_pyro.priors import PRIORS, MixtureHead, StaticPrior, make_prior
 from dsae_pyro.runs import load_checkpoint
 from dsae_pyro.train import load_run
@@ -184,7 +186,7 @@ def test_meanfield_refuses_a_refit_to_a_mixture():
         cfg.validate()
 
 
-@pytest.mark.parametrize("args, says", [(["--z-components", "0"], "give p(z_1:T) or p(f)"),
+@pytest.mark.parametrize("args, says", [(["--z-components", "0"], "give p(z_1:T), p(f) or the decoder"),
                                         (["--f-components", "1"], "f_components = 1 is p(f)")])
 def test_refit_prior_refuses_nothing_to_fit(tmp_path, args, says, capsys):
     assert main(["refit-prior", str(tmp_path), *args]) == 2
@@ -221,3 +223,56 @@ def test_an_f_mixture_fitted_to_clusters_draws_on_them():
     with torch.no_grad():
         draws = prior(loc).sample((2000,))
     assert float(((draws.abs() - 3).abs() < 1).all(-1).float().mean()) > 0.9
+
+
+def test_likelihood_nats_is_what_the_model_scores():
+    """-E_q[log p(x | f, z_1:T)] of the decoder's refit, at q's means (scale 0), equals minus the
+    log probability of the model's x site with f and z_1:T conditioned on those means, per clip."""
+    pyro.set_rng_seed(0)
+    cfg = tiny_config().model
+    model, guide = DSAE(cfg).eval(), make_guide(cfg)
+    split = tiny_split([0, 259])
+    x = to_tensor(split.x)
+    post = encode(guide, x)
+    q = Posterior(post.f, post.z, post.f, torch.zeros_like(post.f), post.z, torch.zeros_like(post.z))
+    values = {"f": post.f, **{z_site(t): post.z[:, t - 1] for t in range(1, cfg.frames + 1)}}
+    tr = poutine.trace(poutine.condition(model.model, data=values)).get_trace(x)
+    by_site = -float(tr.nodes["x"]["fn"].log_prob(x).sum().detach()) / len(x)
+    assert likelihood_nats(model, split, q, batch_size=5) == pytest.approx(by_site, rel=1e-6)
+
+
+def test_refit_decoder_from_the_command_line(tmp_path, tiny_npz, capsys):
+    """`dsae refit-prior --decoder-epochs` fits the decoder alone: the likelihood of q's draws
+    rises, only the decoder's weights (and batch statistics) change, its optimiser state is
+    dropped and the rest of the run is as trained."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", *TINY]) == 0
+    trained = load_checkpoint(out / "checkpoint.pt")
+    assert main(["refit-prior", str(out), "--z-components", "0", "--decoder-epochs", "3",
+                 "--decoder-lr", "1e-2", "--quiet", "--no-report"]) == 0
+    said = capsys.readouterr().out
+    assert "the decoder, 3 passes" in said and "adopted" in said
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    fit = ckpt["prior_fit"]["decoder"]
+    assert fit["adopted"] and fit["nats_after"] < fit["nats_before"] and len(fit["nats"]) == 3
+    assert "z" not in ckpt["prior_fit"] and (out / BEFORE).is_file()
+    changed = {k for k, v in ckpt["model"].items() if not torch.equal(v, trained["model"][k])}
+    assert changed and all(k.startswith("decoder.") for k in changed), changed
+    assert any(k.endswith("weight") for k in changed)
+    assert all(torch.equal(v, trained["guide"][k]) for k, v in ckpt["guide"].items())
+    assert not any(k.startswith("model/decoder.") for k in ckpt["optim"])
+    assert any(k.startswith("model/decoder.") for k in trained["optim"])
+    assert ckpt["config"] == trained["config"]
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-report",
+                 "--quiet"]) == 0
+
+
+def test_train_refits_the_decoder_when_asked(tmp_path, tiny_npz, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", "--set", "train.refit_decoder_epochs=1",
+                 "--set", "train.refit_decoder_lr=1e-2", *TINY]) == 0
+    assert "the decoder, 1 passes" in capsys.readouterr().out
+    fit = load_checkpoint(out / "checkpoint.pt")["prior_fit"]
+    assert "decoder" in fit and "z" not in fit and (out / BEFORE).is_file()
