@@ -14,6 +14,8 @@ evaluations excluded.
     python experiments/nolabel_curve.py runs/curve --sheets ../shared/data/sprites-lpc \
         --preset nolabel --minutes 120
     python experiments/nolabel_curve.py runs/curve --redraw   # tables and figure from snapshots
+    python experiments/nolabel_curve.py runs/cmp --compare runs/a runs/b --labels "a" "b"
+        # runs/cmp/compare.png: the hardest cases as each run (or snapshot) reconstructs them
 """
 
 from __future__ import annotations
@@ -188,7 +190,17 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a preset field, e.g. --set train.nce_f_weight=50 (repeatable)")
     p.add_argument("--redraw", action="store_true", help="only the tables and figure")
+    p.add_argument("--compare", nargs="+", default=[], metavar="RUN",
+                   help="only OUT/compare.png: the hardest cases as these runs reconstruct them")
+    p.add_argument("--labels", nargs="+", default=[], help="one label per --compare run")
     args = p.parse_args()
+    if args.compare:
+        if len(args.labels) not in (0, len(args.compare)):
+            p.error(f"--labels gives {len(args.labels)} labels for {len(args.compare)} runs")
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        hardest_cases([Path(r) for r in args.compare], Path(args.out) / "compare.png",
+                      labels=args.labels or [Path(r).name for r in args.compare])
+        return
     out, run_dir = Path(args.out), Path(args.out) / "run"
     resume = (run_dir / "checkpoint.pt").is_file()
     cfg = run_config(None if resume else args.preset, args.set, run_dir, resume,

@@ -120,6 +120,9 @@ def test_nolabel_curve_then_redraw(workdir):
         curve / "curve.md").read_text()
     again = run("nolabel_curve.py", ["curve", "--redraw", "--judges", "2"], workdir)
     assert again.splitlines()[-1] == out.splitlines()[-1]  # the same last row, nothing retrained
+    run("nolabel_curve.py", ["cmp", "--compare", "curve/e1", "curve/e2", "--labels", "one", "two"],
+        workdir)
+    assert (workdir / "cmp" / "compare.png").is_file()
 
 
 @pytest.mark.parametrize("script", ["dsprites_sample.py", "frozen_channels_last.py",
