@@ -157,8 +157,9 @@ class TrainConfig:
     refit_epochs: int = 60  # passes of that refit over the training clips' posteriors
     # then refit the decoder to q of the training clips for this many passes at Adam's rate
     # refit_decoder_lr, as `dsae refit-prior --decoder-epochs` does (0: none); on real Sprites it
-    # draws the skin tones better than as many minutes of training on
-    # (experiments/README.md, "Refitting the decoder")
+    # draws the skin tones better than as many minutes of training on after a short run, and finds
+    # nothing to gain after the nolabel preset's 32 epochs (experiments/README.md, "Refitting the
+    # decoder")
     refit_decoder_epochs: int = 0
     refit_decoder_lr: float = 1e-4
     seed: int = 0
