@@ -37,7 +37,7 @@ from dsae_pyro.data import data_identity, load_dataset, to_tensor  # noqa: E402
 from dsae_pyro.evaluate import evaluate_run  # noqa: E402
 from dsae_pyro.metrics.judge import save_judge, train_judge  # noqa: E402
 from dsae_pyro.posterior import decode, encode  # noqa: E402
-from dsae_pyro.runs import run_config  # noqa: E402
+from dsae_pyro.runs import TrainingError, run_config  # noqa: E402
 from dsae_pyro.train import load_run_and_test, train  # noqa: E402
 from dsae_pyro.viz import clip_figure  # noqa: E402
 
@@ -198,8 +198,11 @@ def main() -> None:
         if len(args.labels) not in (0, len(args.compare)):
             p.error(f"--labels gives {len(args.labels)} labels for {len(args.compare)} runs")
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        hardest_cases([Path(r) for r in args.compare], Path(args.out) / "compare.png",
-                      labels=args.labels or [Path(r).name for r in args.compare])
+        try:
+            hardest_cases([Path(r) for r in args.compare], Path(args.out) / "compare.png",
+                          labels=args.labels or [Path(r).name for r in args.compare])
+        except TrainingError as e:
+            p.error(f"--compare: {e}")
         return
     out, run_dir = Path(args.out), Path(args.out) / "run"
     resume = (run_dir / "checkpoint.pt").is_file()
