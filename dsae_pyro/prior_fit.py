@@ -58,6 +58,32 @@ def posterior_params(guide, split: Split, batch_size: int = 128, device="cpu",
                        for k in dataclasses.fields(Posterior)))
 
 
+def _draw(loc: torch.Tensor, scale: torch.Tensor, b: torch.Tensor, g: torch.Generator
+          ) -> torch.Tensor:
+    """A draw of q (loc + scale * noise) for the clips b."""
+    return loc[b] + scale[b] * torch.randn(scale[b].shape, generator=g, device=loc.device)
+
+
+def _adam_epochs(params, loss, n: int, epochs: int, lr: float, batch_size: int,
+                 g: torch.Generator, desc: str, digits: int, progress: bool) -> list[float]:
+    """Adam on `params` over `epochs` passes of n items in batches shuffled by `g`, minimising
+    `loss(batch indices)` (a mean per item); returns each epoch's mean loss."""
+    opt = torch.optim.Adam(params, lr=lr)
+    history = []
+    bar = tqdm(range(epochs), disable=not progress, unit="epoch", desc=desc)
+    for _ in bar:
+        total = 0.0
+        for b in torch.randperm(n, generator=g, device=g.device).split(batch_size):
+            nll = loss(b)
+            opt.zero_grad(set_to_none=True)
+            nll.backward()
+            opt.step()
+            total += nll.item() * len(b)
+        history.append(total / n)
+        bar.set_postfix(nats=f"{history[-1]:.{digits}f}")
+    return history
+
+
 def fit_prior(prior: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor, epochs: int = 30,
               lr: float = 1e-3, batch_size: int = 64, seed: int = 0, progress: bool = True
               ) -> list[float]:
@@ -65,21 +91,10 @@ def fit_prior(prior: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor, ep
     drawn afresh each epoch (a prior with a `log_prob(v)` per data point: p(f) or p(z_1:T));
     returns -E_q[log p(v)] (nats per clip) of each epoch."""
     g = torch.Generator(device=loc.device).manual_seed(seed)
-    opt = torch.optim.Adam(prior.parameters(), lr=lr)
     prior.train()
-    history = []
-    bar = tqdm(range(epochs), disable=not progress, unit="epoch", desc="fitting the prior")
-    for _ in bar:
-        total = 0.0
-        for b in torch.randperm(len(loc), generator=g, device=loc.device).split(batch_size):
-            v = loc[b] + scale[b] * torch.randn(scale[b].shape, generator=g, device=loc.device)
-            nll = -prior.log_prob(v).mean()
-            opt.zero_grad(set_to_none=True)
-            nll.backward()
-            opt.step()
-            total += nll.item() * len(b)
-        history.append(total / len(loc))
-        bar.set_postfix(nats=f"{history[-1]:.2f}")
+    history = _adam_epochs(prior.parameters(),
+                           lambda b: -prior.log_prob(_draw(loc, scale, b, g)).mean(),
+                           len(loc), epochs, lr, batch_size, g, "fitting the prior", 2, progress)
     prior.eval()
     return history
 
@@ -91,9 +106,8 @@ def likelihood_parameters(model) -> dict[str, torch.nn.Parameter]:
 
 
 def _draws(q: Posterior, b: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """f and z_1:T of clips b drawn from q (loc + scale * noise)."""
-    return tuple(loc[b] + scale[b] * torch.randn(scale[b].shape, generator=g, device=loc.device)
-                 for loc, scale in ((q.f_loc, q.f_scale), (q.z_loc, q.z_scale)))
+    """f and z_1:T of clips b drawn from q."""
+    return _draw(q.f_loc, q.f_scale, b, g), _draw(q.z_loc, q.z_scale, b, g)
 
 
 def fit_decoder(model, clips: Split, q: Posterior, epochs: int = 4, lr: float = 1e-4,
@@ -103,21 +117,11 @@ def fit_decoder(model, clips: Split, q: Posterior, epochs: int = 4, lr: float = 
     returns -E_q[log p(x | f, z_1:T)] (nats per clip) of each epoch."""
     device = q.f_loc.device
     g = torch.Generator(device=device).manual_seed(seed)
-    opt = torch.optim.Adam(likelihood_parameters(model).values(), lr=lr)
-    history = []
-    bar = tqdm(range(epochs), disable=not progress, unit="epoch", desc="fitting the decoder")
-    for _ in bar:
-        total = 0.0
-        for b in torch.randperm(len(clips), generator=g, device=device).split(batch_size):
-            nll = -model.likelihood(*_draws(q, b, g)).log_prob(
-                to_tensor(clips.x[b.cpu().numpy()], device)).mean()
-            opt.zero_grad(set_to_none=True)
-            nll.backward()
-            opt.step()
-            total += nll.item() * len(b)
-        history.append(total / len(clips))
-        bar.set_postfix(nats=f"{history[-1]:.1f}")
-    return history
+    return _adam_epochs(likelihood_parameters(model).values(),
+                        lambda b: -model.likelihood(*_draws(q, b, g)).log_prob(
+                            to_tensor(clips.x[b.cpu().numpy()], device)).mean(),
+                        len(clips), epochs, lr, batch_size, g, "fitting the decoder", 1,
+                        progress)
 
 
 @torch.no_grad()
@@ -288,5 +292,5 @@ def describe(record: dict) -> str:
 
 
 def adopted(record: dict) -> bool:
-    """Whether a refit replaced any prior (and so rewrote the run's checkpoint)."""
+    """Whether a refit replaced a prior or the decoder (and so rewrote the run's checkpoint)."""
     return any(record.get(k, {}).get("adopted") for k in ("z", "f", "decoder"))
