@@ -70,6 +70,7 @@ def test_ablation_then_probe(workdir):
     assert len(list((workdir / "out").glob("*/evaluation.json"))) == 6
     out = run("probe_f.py", SCRIPTS["probe_f.py"], workdir)
     assert out.count("\n") == 4  # one line per attribute
+    assert all("on draws of q(f)" in line or "no probe" in line for line in out.splitlines())
     out = run("latent_swaps.py", SCRIPTS["latent_swaps.py"], workdir).splitlines()
     assert [line.split(": ")[0] for line in out] == [
         "f ~ p(f)", "f of another clip", "z_1:T ~ p(z_1:T)", "z_1:T of another clip",
