@@ -101,6 +101,27 @@ def test_resume_is_exact_and_continues_the_schedule(tmp_path, small, objective):
         fit_betavae(tiny_cfg(objective), small, tmp_path / "a", progress=False)
 
 
+def test_the_beta_warmup_starts_at_the_elbo_and_reaches_beta(tmp_path, small):
+    cfg = tiny_cfg("H")
+    cfg.train.beta, cfg.train.beta_warmup = 16.0, 6
+    run = BetaVAERun.create(cfg)
+    x = small.images(np.arange(4))
+    pyro.set_rng_seed(3)
+    at_step_0 = run.svi.evaluate_loss(x, beta=run.beta)
+    pyro.set_rng_seed(3)
+    assert at_step_0 == pytest.approx(Trace_ELBO().loss(run.vae.model, run.vae.guide, x), rel=1e-6)
+    betas = []
+    for step in (0, 3, 6, 100):
+        run.step = step
+        betas.append(run.beta)
+    assert betas == [1.0, 8.5, 16.0, 16.0]
+    history = fit_betavae(cfg, small, tmp_path / "run", progress=False).history
+    assert [h["beta"] for h in history] == [8.5, 16.0]  # logged every 3 of 6 steps
+    cfg.train.beta_warmup = -1
+    with pytest.raises(ConfigError, match="beta_warmup"):
+        cfg.validate()
+
+
 @pytest.mark.parametrize("objective,arch", [("H", "conv"), ("B", "conv"), ("H", "mlp"), ("B", "mlp"),
                                             ("tc", "conv"), ("factorvae", "conv")])
 def test_one_step_moves_every_parameter(small, objective, arch):

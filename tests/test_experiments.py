@@ -1,12 +1,14 @@
 """Every script in experiments/ runs, with tiny networks and data (like Pyro's test_examples.py):
 the scripts that produced the documented numbers must not rot."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
@@ -27,6 +29,7 @@ SCRIPTS = {
     "seeds_table.py": ["out/factorized-lstm", "out/full-lstm", "--out", "seeds"],  # same
     "latent_swaps.py": ["out/factorized-lstm", "out/judge.pt", "--clips", "18"],  # same
     "dsprites_sample.py": ["sample.png"],
+    "dsprites_factor_gain.py": ["--shifts", "0"],
     "frozen_channels_last.py": [],
     "profile_step.py": None,  # GPU only: test_profile_step_on_cpu_says_so
     "moving_digits.py": ["digits", "--preset", "tiny.toml", "--data-path", "digits.npz",
@@ -127,12 +130,15 @@ def test_nolabel_curve_then_redraw(workdir):
 
 
 @pytest.mark.parametrize("script", ["dsprites_sample.py", "frozen_channels_last.py",
-                                    "betavae_sweep.py"])
+                                    "betavae_sweep.py", "dsprites_factor_gain.py"])
 def test_standalone_scripts(tmp_path, script):
     out = run(script, SCRIPTS[script], tmp_path)
     if script == "frozen_channels_last.py":  # the pitfall it demonstrates still holds in this Pyro
         assert "contiguous_format: conv weight changed by one SVI step: True" in out
         assert "channels_last: conv weight changed by one SVI step: False" in out
+    elif script == "dsprites_factor_gain.py":  # one row per scale, then their mean
+        rows = [line for line in out.splitlines() if line.startswith("| +-0 px |")]
+        assert len(rows) == 7 and rows[-1].startswith("| +-0 px | mean |")
     elif script == "betavae_sweep.py":
         assert "| factorvae | 2 |" in out and (tmp_path / "sweep" / "sweep.png").is_file()
         assert len(list((tmp_path / "sweep").glob("*/evaluation.json"))) == 4
@@ -145,3 +151,17 @@ def test_profile_step_on_cpu_says_so(tmp_path):
     cmd = [sys.executable, str(EXPERIMENTS / "profile_step.py"), "--preset", "cpu"]
     done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "no CUDA device here" in done.stderr
+
+
+def test_factor_gain_by_hand():
+    """Two one-orientation "shapes" that differ in one pixel: knowing the scale leaves that pixel
+    a fair coin (log 2 nats), knowing the shape leaves nothing."""
+    spec = importlib.util.spec_from_file_location("gain", EXPERIMENTS / "dsprites_factor_gain.py")
+    gain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gain)
+    masks = np.zeros((2, 1, 4, 4))
+    masks[:, :, 1, 1] = 1  # both on here
+    masks[0, :, 2, 2] = 1  # only shape 0 here
+    given_scale, given_shape, given_orientation = gain.nll_terms(masks, shift=0)
+    assert given_scale == pytest.approx(np.log(2)) and given_shape == pytest.approx(0, abs=1e-9)
+    assert given_orientation == pytest.approx(0, abs=1e-9)

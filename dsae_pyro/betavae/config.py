@@ -35,6 +35,7 @@ class BetaTrainConfig:
     disc_hidden: int = 256  # objective factorvae: discriminator width (Kim & Mnih: 1000) ...
     disc_layers: int = 3  # ... and depth (Kim & Mnih: 6)
     tc_warmup: int = 0  # objectives tc and factorvae: the TC weight rises from 0 over these steps
+    beta_warmup: int = 0  # objective H: beta rises linearly from 1 (the ELBO) over these steps
     steps: int = 100_000
     batch_size: int = 64
     lr: float = 5e-4
@@ -68,4 +69,4 @@ class BetaVAEConfig(Sectioned):
                                  "train.c_steps", "model.latents", "train.disc_hidden",
                                  "train.disc_layers"),
                    at_least_zero=("train.c_max", "train.factor_gamma", "train.keep",
-                                  "train.tc_warmup"))
+                                  "train.tc_warmup", "train.beta_warmup"))

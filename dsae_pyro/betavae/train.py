@@ -30,7 +30,7 @@ from ..runs import (
 )
 from .config import BetaVAEConfig
 from .model import BetaVAE
-from .objectives import CapacityLoss, FactorVAELoss, TCLoss, capacity, trace_terms
+from .objectives import CapacityLoss, FactorVAELoss, TCLoss, capacity, ramp, trace_terms
 
 EVAL_IMAGES = 2048  # a fixed sample of dSprites scored at every log point
 
@@ -68,8 +68,11 @@ class BetaVAERun(Checkpointed):
 
     @property
     def beta(self) -> float:
-        """The KL weight passed to model and guide: beta under H, 1 otherwise."""
-        return self.cfg.train.beta if self.cfg.train.objective == "H" else 1.0
+        """The KL weight passed to model and guide at this step: beta under H (warmed up from 1
+        over train.beta_warmup steps, so every latent opens before the pressure arrives), 1
+        otherwise."""
+        t = self.cfg.train
+        return 1 + (t.beta - 1) * ramp(self.step, t.beta_warmup) if t.objective == "H" else 1.0
 
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"model": self.vae}
@@ -160,6 +163,7 @@ def fit_betavae(cfg: BetaVAEConfig, data: DSprites, run_dir: str | os.PathLike,
                      **{f"train_{k}": v / n for k, v in terms.items()},
                      "capacity": capacity(run.step, t.c_max, t.c_steps) if t.objective == "B" else None,
                      "tc_weight": getattr(run.svi.loss, "weight", None),
+                     "beta": run.beta if t.objective == "H" else None,
                      "seconds": round(seconds, 2),
                      "images_per_s": round(n * t.batch_size / seconds, 1)}
             run.history.append(point)
