@@ -69,8 +69,9 @@ class BetaVAERun(Checkpointed):
     @property
     def beta(self) -> float:
         """The KL weight passed to model and guide at this step: beta under H (warmed up from 1
-        over train.beta_warmup steps, so every latent opens before the pressure arrives), 1
-        otherwise."""
+        over train.beta_warmup steps), 1 otherwise. On dSprites the warm-up did worse than beta
+        held from the start: the code forms rotated, or not until beta is high
+        (experiments/README.md, "beta warmed up instead of annealed down")."""
         t = self.cfg.train
         return 1 + (t.beta - 1) * ramp(self.step, t.beta_warmup) if t.objective == "H" else 1.0
 
