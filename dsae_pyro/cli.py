@@ -11,6 +11,7 @@ from .config import (
     DATASETS,
     F_SOURCES,
     OBJECTIVES_DSAE,
+    REFIT_DECODER_AT,
     Z_SOURCES,
     Config,
     ConfigError,
@@ -214,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                    "leave the decoder as it is)")
     f.add_argument("--decoder-lr", type=float, default=1e-4,
                    help="Adam's learning rate of the decoder's refit (default 1e-4)")
+    f.add_argument("--decoder-at", choices=REFIT_DECODER_AT, default="draws",
+                   help="where the decoder's refit reads f and z_1:T: draws of q (default: the "
+                   "ELBO's reconstruction term) or q's means (the deterministic decoder of Ghosh "
+                   "et al. 2020: sharper colours, at some cost to clips drawn from the priors; "
+                   "experiments/README.md, 'What blurs the skin')")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--no-report", action="store_true",
                    help="leave report.html and its figures as they are (default: redraw them "
@@ -385,7 +391,7 @@ def _cmd_refit_prior(args) -> int:
     rec = refit_prior(args.checkpoint, args.z_components, args.f_components, args.epochs,
                       args.lr, args.seed, data=args.data, data_path=args.data_path,
                       progress=not args.quiet, decoder_epochs=args.decoder_epochs,
-                      decoder_lr=args.decoder_lr)
+                      decoder_lr=args.decoder_lr, decoder_at=args.decoder_at)
     print(describe(rec) + "; " + (
         f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
         if adopted(rec) else "nothing written."))

@@ -31,6 +31,7 @@ F_ENCODERS = ("frames", "palette")
 Z_ENCODERS = ("frames", "silhouette")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
+REFIT_DECODER_AT = ("draws", "means")  # what of q the decoder's refit reads (prior_fit.py)
 DATASETS = ("synthetic", "sprites", "digits", "npz")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -162,6 +163,7 @@ class TrainConfig:
     # decoder")
     refit_decoder_epochs: int = 0
     refit_decoder_lr: float = 1e-4
+    refit_decoder_at: str = "draws"  # draws of q (the ELBO's term) | means (Ghosh et al. 2020)
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
     tensorboard: bool = False  # live curves in RUN/tensorboard (needs the tensorboard package)
@@ -290,6 +292,7 @@ class Config(Sectioned):
                             "train.objective": OBJECTIVES_DSAE, "train.nce_f_view": NCE_F_VIEWS,
                             "train.swap_f": SWAP_F,
                             "train.f_source": F_SOURCES, "train.z_source": Z_SOURCES,
+                            "train.refit_decoder_at": REFIT_DECODER_AT,
                             "data.name": DATASETS, "train.device": DEVICES},
                    positive=("train.kl_weight", "model.x_scale", "train.lr", "train.temperature",
                              "train.lr_decay", "train.refit_decoder_lr"),

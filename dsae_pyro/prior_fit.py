@@ -33,6 +33,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from .config import REFIT_DECODER_AT
 from .data import Split, load_dataset, to_tensor
 from .posterior import Posterior, encode, evaluating
 from .priors import StaticPrior, make_prior
@@ -105,54 +106,61 @@ def likelihood_parameters(model) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if not n.startswith(("prior.", "f_prior."))}
 
 
-def _draws(q: Posterior, b: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """f and z_1:T of clips b drawn from q."""
+def _draws(q: Posterior, b: torch.Tensor, g: torch.Generator, at: str = "draws"
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """f and z_1:T of clips b: drawn from q, or q's means (at="means")."""
+    if at == "means":
+        return q.f_loc[b], q.z_loc[b]
     return _draw(q.f_loc, q.f_scale, b, g), _draw(q.z_loc, q.z_scale, b, g)
 
 
 def fit_decoder(model, clips: Split, q: Posterior, epochs: int = 4, lr: float = 1e-4,
-                batch_size: int = 16, seed: int = 0, progress: bool = True) -> list[float]:
+                batch_size: int = 16, seed: int = 0, progress: bool = True, at: str = "draws"
+                ) -> list[float]:
     """Maximise E_q[log p(x_1:T | f, z_1:T)] over the likelihood's parameters by Adam, with f and
     z_1:T drawn afresh from q (`q`: its parameters for each clip of `clips`) at every step;
-    returns -E_q[log p(x | f, z_1:T)] (nats per clip) of each epoch."""
+    returns -E_q[log p(x | f, z_1:T)] (nats per clip) of each epoch. With at="means", f and
+    z_1:T are q's means instead: not the ELBO's term but the deterministic decoder of Ghosh et
+    al. (ICLR 2020), which q's noise does not make hedge between close colours."""
     device = q.f_loc.device
     g = torch.Generator(device=device).manual_seed(seed)
     return _adam_epochs(likelihood_parameters(model).values(),
-                        lambda b: -model.likelihood(*_draws(q, b, g)).log_prob(
+                        lambda b: -model.likelihood(*_draws(q, b, g, at)).log_prob(
                             to_tensor(clips.x[b.cpu().numpy()], device)).mean(),
                         len(clips), epochs, lr, batch_size, g, "fitting the decoder", 1,
                         progress)
 
 
 @torch.no_grad()
-def likelihood_nats(model, clips: Split, q: Posterior, seed: int = 0, batch_size: int = 64
-                    ) -> float:
-    """-E_q[log p(x | f, z_1:T)] in nats per clip on one fixed draw of q per clip (`seed`)."""
+def likelihood_nats(model, clips: Split, q: Posterior, seed: int = 0, batch_size: int = 64,
+                    at: str = "draws") -> float:
+    """-E_q[log p(x | f, z_1:T)] in nats per clip on one fixed draw of q per clip (`seed`), or
+    -log p(x | f, z_1:T) at q's means (at="means")."""
     g = torch.Generator(device=q.f_loc.device).manual_seed(seed)
     total = 0.0
     for b in torch.arange(len(clips), device=q.f_loc.device).split(batch_size):
-        total -= float(model.likelihood(*_draws(q, b, g)).log_prob(
+        total -= float(model.likelihood(*_draws(q, b, g, at)).log_prob(
             to_tensor(clips.x[b.cpu().numpy()], q.f_loc.device)).sum())
     return total / len(clips)
 
 
 def _refit_decoder(model, clips: Split, q: Posterior, epochs: int, lr: float, seed: int,
-                   progress: bool, check_clips: int = 512) -> dict:
-    """Fit the model's likelihood to q; the fit's record, whose "adopted" says whether it scores
-    better than the trained decoder on the same draws of q for the first `check_clips` clips
-    (otherwise the trained weights are put back)."""
+                   progress: bool, at: str = "draws", check_clips: int = 512) -> dict:
+    """Fit the model's likelihood to q (its draws or its means: `at`); the fit's record, whose
+    "adopted" says whether it scores better than the trained decoder on the same draws (or
+    means) of q for the first `check_clips` clips (otherwise the trained weights are put back)."""
     check = clips.subset(slice(0, check_clips))
     q_check = Posterior(*(getattr(q, k.name)[:check_clips] for k in dataclasses.fields(Posterior)))
     trained = {k: v.clone() for k, v in model.state_dict().items()}
     model.eval()  # scored with the batch-norm statistics it generates with
-    before = likelihood_nats(model, check, q_check, seed)
+    before = likelihood_nats(model, check, q_check, seed, at=at)
     model.train()  # fitted as trained: batch statistics, and the running ones updated
-    history = fit_decoder(model, clips, q, epochs, lr, seed=seed, progress=progress)
+    history = fit_decoder(model, clips, q, epochs, lr, seed=seed, progress=progress, at=at)
     model.eval()
-    after = likelihood_nats(model, check, q_check, seed)
+    after = likelihood_nats(model, check, q_check, seed, at=at)
     if not after < before:
         model.load_state_dict(trained)
-    return {"epochs": epochs, "lr": lr, "nats_before": before, "nats_after": after,
+    return {"epochs": epochs, "lr": lr, "at": at, "nats_before": before, "nats_after": after,
             "nats": history, "adopted": after < before}
 
 
@@ -184,12 +192,13 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                 epochs: int = 60, lr: float = 1e-3, seed: int = 0, data: str | None = None,
                 data_path: str | None = None, progress: bool = True,
                 clips: Split | None = None, decoder_epochs: int = 0,
-                decoder_lr: float = 1e-4) -> dict:
+                decoder_lr: float = 1e-4, decoder_at: str = "draws") -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt): p(z_1:T) as a mixture of `components` Gaussians per step,
     p(f) as a mixture of `f_components` (0 leaves a prior as it is), and the decoder for
-    `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as it is). Returns the
+    `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as it is), on draws of q
+    (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`). Returns the
     fit's record, also kept in the checkpoint: per part ("z", "f", "decoder"), -E_q[log p] in
     nats per clip before, after and at each epoch, and whether the fit was adopted: a fit that
     scores worse than what it would replace is not, and with none adopted nothing is written.
@@ -201,6 +210,9 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         raise ValueError("give p(z_1:T), p(f) or the decoder something to refit (components >= 1, "
                          f"f_components >= 2 or decoder_epochs >= 1), got {components}, "
                          f"{f_components} and {decoder_epochs}")
+    if decoder_at not in REFIT_DECODER_AT:
+        raise ValueError(f"decoder_at = {decoder_at!r}: the decoder is refitted on q's "
+                         f"'draws' (the ELBO's term) or its 'means'; give one of {REFIT_DECODER_AT}")
     if f_components == 1:
         raise ValueError("f_components = 1 is p(f) = N(0, I), which has nothing to fit; give "
                          "2 or more, or 0 to leave p(f) as it is")
@@ -241,7 +253,7 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
             refitted.append("model/f_prior.")
     if decoder_epochs:
         record["decoder"] = _refit_decoder(model, train, q, decoder_epochs, decoder_lr, seed,
-                                           progress)
+                                           progress, decoder_at)
         if record["decoder"]["adopted"]:
             refitted += [f"model/{name}" for name in likelihood_parameters(model)]
     record["seconds"] = time.perf_counter() - start
@@ -282,7 +294,9 @@ def describe(record: dict) -> str:
                          "or other components)")
     if "decoder" in record:
         r = record["decoder"]
-        said = (f"the decoder, {r['epochs']} passes: -E_q[log p(x | f, z_1:T)] "
+        term = ("-log p(x | f, z_1:T) at q's means" if r.get("at") == "means" else
+                "-E_q[log p(x | f, z_1:T)]")
+        said = (f"the decoder, {r['epochs']} passes: {term} "
                 f"{r['nats_before']:.1f} -> {r['nats_after']:.1f} nats a clip")
         lines.append(f"{said}: adopted" if r["adopted"] else
                      f"{said}: worse than the trained decoder, which is kept (try a lower "

@@ -15,7 +15,7 @@ from dsae_pyro.config import ConfigError
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE, z_site
 from dsae_pyro.posterior import Posterior, encode
-from dsae_pyro.prior_fit import BEFORE, _refit, fit_prior, likelihood_nats
+from dsae_pyro.prior_fit import BEFORE, _refit, fit_prior, likelihood_nats, refit_prior
 from dsae_pyro.priors import PRIORS, MixtureHead, StaticPrior, make_prior
 from dsae_pyro.runs import load_checkpoint
 from dsae_pyro.train import load_run
@@ -239,6 +239,11 @@ def test_likelihood_nats_is_what_the_model_scores():
     tr = poutine.trace(poutine.condition(model.model, data=values)).get_trace(x)
     by_site = -float(tr.nodes["x"]["fn"].log_prob(x).sum().detach()) / len(x)
     assert likelihood_nats(model, split, q, batch_size=5) == pytest.approx(by_site, rel=1e-6)
+    # at="means" reads q's means whatever its scales: the same number with q's noise switched on
+    noisy = Posterior(post.f, post.z, post.f, torch.ones_like(post.f), post.z, torch.ones_like(post.z))
+    assert likelihood_nats(model, split, noisy, batch_size=5, at="means") == pytest.approx(
+        by_site, rel=1e-6)
+    assert abs(likelihood_nats(model, split, noisy, batch_size=5) - by_site) > 1  # draws differ
 
 
 def test_refit_decoder_from_the_command_line(tmp_path, tiny_npz, capsys):
@@ -272,7 +277,18 @@ def test_train_refits_the_decoder_when_asked(tmp_path, tiny_npz, capsys):
     out = tmp_path / "run"
     assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
                  "--out", str(out), "--no-report", "--set", "train.refit_decoder_epochs=1",
-                 "--set", "train.refit_decoder_lr=1e-2", *TINY]) == 0
-    assert "the decoder, 1 passes" in capsys.readouterr().out
+                 "--set", "train.refit_decoder_lr=1e-2", "--set", "train.refit_decoder_at=means",
+                 *TINY]) == 0
+    assert "the decoder, 1 passes: -log p(x | f, z_1:T) at q's means" in capsys.readouterr().out
     fit = load_checkpoint(out / "checkpoint.pt")["prior_fit"]
     assert "decoder" in fit and "z" not in fit and (out / BEFORE).is_file()
+    assert fit["decoder"]["at"] == "means"
+
+
+def test_the_decoder_refit_names_a_bad_source(tmp_path, capsys):
+    with pytest.raises(ValueError, match="decoder_at = 'mean'"):
+        refit_prior(tmp_path, 0, decoder_epochs=1, decoder_at="mean")
+    with pytest.raises(SystemExit) as exited:  # argparse's usage error
+        main(["refit-prior", str(tmp_path), "--decoder-at", "mean"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'mean'" in capsys.readouterr().err
