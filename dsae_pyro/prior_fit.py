@@ -120,8 +120,9 @@ def fit_decoder(model, clips: Split, q: Posterior, epochs: int = 4, lr: float = 
     """Maximise E_q[log p(x_1:T | f, z_1:T)] over the likelihood's parameters by Adam, with f and
     z_1:T drawn afresh from q (`q`: its parameters for each clip of `clips`) at every step;
     returns -E_q[log p(x | f, z_1:T)] (nats per clip) of each epoch. With at="means", f and
-    z_1:T are q's means instead: not the ELBO's term but the deterministic decoder of Ghosh et
-    al. (ICLR 2020), which q's noise does not make hedge between close colours."""
+    z_1:T are q's means instead (for guides whose q(z_t) reads z_<t, the locs along the draw that
+    `q` holds): not the ELBO's term but the deterministic decoder of Ghosh et al. (ICLR 2020),
+    which does not learn to hedge between what q's noise confuses."""
     device = q.f_loc.device
     g = torch.Generator(device=device).manual_seed(seed)
     return _adam_epochs(likelihood_parameters(model).values(),
