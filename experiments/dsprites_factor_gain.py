@@ -41,18 +41,19 @@ def main() -> None:
     args = p.parse_args()
     masks = sprite_masks().astype(np.float64)  # (shape, scale, orientation, P, P)
     scales = factor_values()[2]
+    shape_nats = np.log(len(SHAPES))  # the least KL a latent that names the shape costs, per beta
     print(f"{len(SHAPES)} shapes, {masks.shape[2]} orientations; cost of a shape latent at least "
-          f"beta x log 3 = beta x {np.log(3):.2f} nats")
+          f"beta x log {len(SHAPES)} = beta x {shape_nats:.2f} nats")
     print("| position known to | scale | NLL given scale | gain of shape | beta below | "
           "gain of orientation, shape known |")
     print("|---|---|---|---|---|---|")
     for r in args.shifts:
         rows = [nll_terms(masks[:, s], r) for s in range(len(scales))]
         for s, (a, b, c) in zip(scales, rows, strict=True):
-            print(f"| +-{r} px | {s:.1f} | {a:.1f} | {a - b:.1f} | {(a - b) / np.log(3):.1f} | "
+            print(f"| +-{r} px | {s:.1f} | {a:.1f} | {a - b:.1f} | {(a - b) / shape_nats:.1f} | "
                   f"{b - c:.1f} |")
         a, b, c = np.mean(rows, 0)
-        print(f"| +-{r} px | mean | {a:.1f} | {a - b:.1f} | {(a - b) / np.log(3):.1f} | {b - c:.1f} |")
+        print(f"| +-{r} px | mean | {a:.1f} | {a - b:.1f} | {(a - b) / shape_nats:.1f} | {b - c:.1f} |")
 
 
 if __name__ == "__main__":
