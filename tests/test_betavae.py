@@ -174,3 +174,26 @@ def test_cli_train_evaluate_traverse(tmp_path, small, capsys):
     assert "beta-VAE checkpoint" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="model.arch"):
         BetaVAEConfig().override(["model.arch=resnet"])
+
+
+@pytest.mark.parametrize("arch", ["conv", "mlp"])
+def test_he_init_lets_the_encoder_see_the_image(small, arch):
+    """At PyTorch's default init the ReLU layers shrink the signal, so q's means barely differ
+    between images against its unit noise (the ELBO then sits on the mean image); He init keeps
+    them apart, with weights of variance 2 / fan_in and zero biases."""
+    x = small.images(np.arange(0, len(small), 29), torch.device("cpu"))
+    spread = {}
+    for init in ("he", "torch"):
+        torch.manual_seed(0)
+        vae = BetaVAE(BetaModelConfig(arch=arch, init=init))
+        loc, scale = vae.encode(x)
+        spread[init] = (loc.std(0) / scale.mean(0)).mean().item()
+    assert spread["he"] > 0.05 and spread["he"] > 10 * spread["torch"], spread
+    torch.manual_seed(0)
+    he = BetaVAE(BetaModelConfig(arch=arch, init="he"))
+    wide = [m for m in he.modules() if isinstance(m, torch.nn.Linear) and m.in_features >= 256]
+    for m in wide:
+        assert m.weight.var().item() == pytest.approx(2 / m.in_features, rel=0.1)
+        assert not m.bias.any()
+    with pytest.raises(ConfigError, match="model.init"):
+        BetaVAEConfig().override(["model.init=xavier"])

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from ..aggregate import SAMPLINGS
 from ..config import DEVICES, PRESET_DIR, Sectioned
+from .nets import INITS
 
 OBJECTIVES = ("H", "B", "tc", "factorvae")
 ARCHS = ("conv", "mlp")
@@ -18,6 +19,7 @@ ARCHS = ("conv", "mlp")
 class BetaModelConfig:
     arch: str = "conv"  # conv | mlp (as in the beta-VAE papers' reimplementations)
     latents: int = 10
+    init: str = "he"  # he | torch (PyTorch's default: the ELBO sits on the mean image for longer)
 
 
 @dataclass
@@ -62,7 +64,7 @@ class BetaVAEConfig(Sectioned):
     preset: str = "custom"
 
     def validate(self) -> None:
-        self.check(choices={"model.arch": ARCHS, "train.objective": OBJECTIVES,
+        self.check(choices={"model.arch": ARCHS, "model.init": INITS, "train.objective": OBJECTIVES,
                             "train.device": DEVICES, "train.sampling": SAMPLINGS},
                    positive=("train.beta", "train.lr", "train.gamma", "train.disc_lr"),
                    at_least_one=("train.steps", "train.batch_size", "train.log_every",

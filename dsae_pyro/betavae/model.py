@@ -26,7 +26,7 @@ class BetaVAE(nn.Module):
     def __init__(self, cfg: BetaModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder, self.decoder = betavae_nets(cfg.arch, cfg.latents)
+        self.encoder, self.decoder = betavae_nets(cfg.arch, cfg.latents, cfg.init)
         self.pyro_name = unique_name("betavae")
 
     def model(self, x: torch.Tensor | None = None, beta: float = 1.0,

@@ -1,5 +1,7 @@
 """The beta-VAE's networks on dSprites (Higgins et al. 2017; Burgess et al. 2018): ReLU, no
-BatchNorm."""
+BatchNorm, and He initialisation (He et al. 2015): with PyTorch's default init each ReLU layer
+shrinks the signal, so after seven layers the encoder's means differ between images by about
+1e-4 against q's noise of 1, and the ELBO sits on the mean image for hundreds of steps."""
 
 from __future__ import annotations
 
@@ -13,10 +15,14 @@ def _mlp(sizes: list[int]) -> list[nn.Module]:
     return layers
 
 
-def betavae_nets(arch: str, latents: int) -> tuple[nn.Module, nn.Module]:
+INITS = ("he", "torch")
+
+
+def betavae_nets(arch: str, latents: int, init: str = "he") -> tuple[nn.Module, nn.Module]:
     """(encoder: image (B, 1, 64, 64) -> (B, 2 * latents), decoder: (B, latents) -> logits
     (B, 1, 64, 64)). conv: 4 conv 32x4x4 stride 2, FC 256-256 and the transpose; mlp:
-    4096-1200-1200 | 1200-1200-1200-4096."""
+    4096-1200-1200 | 1200-1200-1200-4096. init: "he" (variance-preserving through ReLU, zero
+    biases) or "torch" (PyTorch's default, which the runs before He init used)."""
     if arch == "conv":
         convs, deconvs, c_in = [], [], 1
         for _ in range(4):
@@ -36,4 +42,11 @@ def betavae_nets(arch: str, latents: int) -> tuple[nn.Module, nn.Module]:
                                 nn.Unflatten(1, (1, 64, 64)))
     else:
         raise ValueError(f"unknown beta-VAE architecture {arch!r}; choose conv or mlp")
+    if init == "he":
+        for m in [*encoder.modules(), *decoder.modules()]:
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+    elif init != "torch":
+        raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
     return encoder, decoder
