@@ -1,7 +1,8 @@
 """The beta-VAE's networks on dSprites (Higgins et al. 2017; Burgess et al. 2018): ReLU, no
-BatchNorm, and He initialisation (He et al. 2015): with PyTorch's default init each ReLU layer
-shrinks the signal, so after seven layers the encoder's means differ between images by about
-1e-4 against q's noise of 1, and the ELBO sits on the mean image for hundreds of steps."""
+BatchNorm. Under PyTorch's default init each ReLU layer shrinks the signal, so after seven layers
+the encoder's means differ between images by about 1e-4 against q's noise of 1 and the ELBO sits
+on the mean image for hundreds of steps; He init (He et al. 2015) removes that plateau, but at
+beta 16 the code then forms with x and y rotated (experiments/README.md), so it is an option."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ def _mlp(sizes: list[int]) -> list[nn.Module]:
 INITS = ("he", "torch")
 
 
-def betavae_nets(arch: str, latents: int, init: str = "he") -> tuple[nn.Module, nn.Module]:
+def betavae_nets(arch: str, latents: int, init: str = "torch") -> tuple[nn.Module, nn.Module]:
     """(encoder: image (B, 1, 64, 64) -> (B, 2 * latents), decoder: (B, latents) -> logits
     (B, 1, 64, 64)). conv: 4 conv 32x4x4 stride 2, FC 256-256 and the transpose; mlp:
     4096-1200-1200 | 1200-1200-1200-4096. init: "he" (variance-preserving through ReLU, zero
-    biases) or "torch" (PyTorch's default, which the runs before He init used)."""
+    biases) or "torch" (PyTorch's default)."""
     if arch == "conv":
         convs, deconvs, c_in = [], [], 1
         for _ in range(4):
