@@ -192,6 +192,7 @@ def test_he_init_lets_the_encoder_see_the_image(small, arch):
     torch.manual_seed(0)
     he = BetaVAE(BetaModelConfig(arch=arch, init="he"))
     wide = [m for m in he.modules() if isinstance(m, torch.nn.Linear) and m.in_features >= 256]
+    assert wide
     for m in wide:
         assert m.weight.var().item() == pytest.approx(2 / m.in_features, rel=0.1)
         assert not m.bias.any()

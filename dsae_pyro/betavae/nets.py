@@ -1,6 +1,6 @@
 """The beta-VAE's networks on dSprites (Higgins et al. 2017; Burgess et al. 2018): ReLU, no
 BatchNorm. Under PyTorch's default init each ReLU layer shrinks the signal, so after seven layers
-the encoder's means differ between images by about 1e-4 against q's noise of 1 and the ELBO sits
+the encoder's means differ between images by about 3e-4 against q's noise of 1 and the ELBO sits
 on the mean image for hundreds of steps; He init (He et al. 2015) removes that plateau, but at
 beta 16 the code then forms with x and y rotated (experiments/README.md), so it is an option."""
 
