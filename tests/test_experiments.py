@@ -42,6 +42,7 @@ SCRIPTS = {
                          "0", "1", "--steps", "4", "--images", "2000", "--num-train", "300",
                          "--num-eval", "200", "--set", "train.log_every=2",
                          "--set", "train.batch_size=8", "--set", "model.arch=mlp"],
+    "betavae_revive.py": None,  # run on the sweep's runs in test_standalone_scripts
 }
 
 
@@ -142,6 +143,24 @@ def test_standalone_scripts(tmp_path, script):
     elif script == "betavae_sweep.py":
         assert "| factorvae | 2 |" in out and (tmp_path / "sweep" / "sweep.png").is_file()
         assert len(list((tmp_path / "sweep").glob("*/evaluation.json"))) == 4
+        # the five latents of least KL get fresh weights: their rows and columns, nothing else
+        src = tmp_path / "sweep" / "factorvae-seed0"
+        old = torch.load(src / "checkpoint.pt", weights_only=False)
+        kl = old["history"][-1]["kl_per_latent"]
+        below = sorted(kl)[5]
+        dead = [i for i, k in enumerate(kl) if k < below]
+        out = run("betavae_revive.py", [str(src), "revived", "--below", str(below)], tmp_path)
+        assert f"latents {dead} given fresh weights" in out and len(dead) == 5
+        old = old["model"]
+        new = torch.load(tmp_path / "revived" / "checkpoint.pt", weights_only=False)["model"]
+        head = max((k for k in old if k.startswith("encoder.") and k.endswith(".weight")),
+                   key=lambda k: int(k.split(".")[1]))
+        first = "decoder.0.weight"
+        assert {k for k in old if not torch.equal(old[k], new[k])} == {head, first}
+        for i in range(len(kl)):
+            assert torch.equal(old[head][i], new[head][i]) == (i not in dead)
+            assert torch.equal(old[first][:, i], new[first][:, i]) == (i not in dead)
+        assert not (tmp_path / "revived" / "evaluation.json").exists()
     else:
         assert (tmp_path / "sample.png").is_file()
 
