@@ -42,20 +42,21 @@ MODEL_OPTIONS = {
 }
 
 
-def _at_least(low: int):
-    """An argparse type: an integer >= low."""
-    def parse(text: str) -> int:
+def _at_least(low: int, kind: type = int):
+    """An argparse type: a number of `kind` (int or float) >= low."""
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not value >= low:  # NaN too
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
         return value
     return parse
 
 
-_positive, _count = _at_least(1), _at_least(0)
+_positive, _count, _weight = _at_least(1), _at_least(0), _at_least(0, float)
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -220,6 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                    "ELBO's reconstruction term) or q's means (the deterministic decoder of Ghosh "
                    "et al. 2020: sharper colours, at some cost to clips drawn from the priors; "
                    "experiments/README.md, 'What blurs the skin')")
+    f.add_argument("--decoder-readback", type=_weight, default=0.0, metavar="W",
+                   help="add W times the read-back term to the decoder's refit: frames drawn "
+                   "with a clip's z_1:T and an f from p(f) must give that z_1:T back to q, so "
+                   "the motion survives a new f (default 0: none; experiments/README.md, 'The "
+                   "motion under a new f')")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--no-report", action="store_true",
                    help="leave report.html and its figures as they are (default: redraw them "
@@ -391,7 +397,8 @@ def _cmd_refit_prior(args) -> int:
     rec = refit_prior(args.checkpoint, args.z_components, args.f_components, args.epochs,
                       args.lr, args.seed, data=args.data, data_path=args.data_path,
                       progress=not args.quiet, decoder_epochs=args.decoder_epochs,
-                      decoder_lr=args.decoder_lr, decoder_at=args.decoder_at)
+                      decoder_lr=args.decoder_lr, decoder_at=args.decoder_at,
+                      decoder_readback=args.decoder_readback)
     print(describe(rec) + "; " + (
         f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
         if adopted(rec) else "nothing written."))

@@ -164,6 +164,10 @@ class TrainConfig:
     refit_decoder_epochs: int = 0
     refit_decoder_lr: float = 1e-4
     refit_decoder_at: str = "draws"  # draws of q (the ELBO's term) | means (Ghosh et al. 2020)
+    # weight of the read-back term in that refit (0: none): frames drawn with a clip's z_1:T and
+    # an f from p(f) must give that z_1:T back to q, so the motion survives a new f
+    # (prior_fit.readback_nats; experiments/README.md, "The motion under a new f")
+    refit_decoder_readback: float = 0.0
     seed: int = 0
     eval_clips: int = 0  # test clips scored each epoch; 0 means the whole test split
     tensorboard: bool = False  # live curves in RUN/tensorboard (needs the tensorboard package)
@@ -305,7 +309,7 @@ class Config(Sectioned):
                                  "model.f_prior_components", "train.refit_epochs"),
                    at_least_zero=("train.kl_warmup", "train.lr_decay_epochs", "train.eval_clips",
                                   "train.keep", "train.nce_f_weight", "train.refit_z_components",
-                                  "train.refit_decoder_epochs",
+                                  "train.refit_decoder_epochs", "train.refit_decoder_readback",
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))

@@ -19,6 +19,13 @@ is the only ELBO term that depends on the decoder, so fitting it alone cannot lo
 low rate sharpen the colours of a decoder stopped early more per CPU minute than training on;
 after the nolabel preset's 32 epochs it finds nothing left (experiments/README.md, "Refitting the
 decoder").
+
+The decoder's refit can also be asked to keep z_1:T's motion under a new f (`readback`): frames
+drawn with a clip's z_1:T and an f from p(f), which is how the motion test generates, are read
+back by q(z_1:T | x), and the distance of what it reads from the z_1:T they were drawn with is
+added to the fit. q stays fixed, so the decoder can only lower it by drawing the pose that z_1:T
+holds whatever f it is given. No label is read. It is a consistency term beside the ELBO's, not
+an ELBO term (the latent cycle of Zhu et al.'s BicycleGAN, NeurIPS 2017).
 """
 
 from __future__ import annotations
@@ -27,10 +34,13 @@ import dataclasses
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyro
 import torch
+from pyro import poutine
 from tqdm.auto import tqdm
 
 from .config import REFIT_DECODER_AT
@@ -114,55 +124,104 @@ def _draws(q: Posterior, b: torch.Tensor, g: torch.Generator, at: str = "draws"
     return _draw(q.f_loc, q.f_scale, b, g), _draw(q.z_loc, q.z_scale, b, g)
 
 
+@contextmanager
+def frozen(module: torch.nn.Module) -> Iterator[None]:
+    """Gradients flow through `module` but none is kept for its parameters."""
+    wanted = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in wanted:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in wanted:
+            p.requires_grad_(flag)
+
+
+def readback_nats(model, guide, x: torch.Tensor, z_loc: torch.Tensor, z_scale: torch.Tensor
+                  ) -> torch.Tensor:
+    """Per clip (B): frames drawn with z_1:T = `z_loc` (q's means of clips x) and f from p(f),
+    read back by the guide; sum over steps and dimensions of ((read - z_loc) / z_scale)^2 / 2,
+    the distance in units of q's own widths. 0 when the decoder draws the pose z_1:T holds
+    whatever f it gets. Differentiable in the decoder (the guide's weights take no gradient)."""
+    f = model.f_prior(z_loc).sample((len(z_loc),))
+    drawn = model.decode(f, z_loc)
+    # where z_1:T does not depend on it, q(f) reads the real clips (fast for the palette q(f))
+    apart = getattr(guide, "f_reads_apart", False)
+    with frozen(guide), evaluating(guide):
+        back = poutine.trace(guide).get_trace(drawn, **({"x_f": x} if apart else {}))
+    read = Posterior.of_trace(back, z_loc.shape[1]).z_loc
+    return (((read - z_loc) / z_scale) ** 2 / 2).sum((1, 2))
+
+
+def _decoder_loss(model, clips: Split, q: Posterior, b: torch.Tensor, g: torch.Generator,
+                  at: str, readback: float, guide) -> torch.Tensor:
+    """The refit's objective per clip of b: -log p(x | f, z_1:T) at q's draws (or means), plus
+    `readback` times `readback_nats`."""
+    x = to_tensor(clips.x[b.cpu().numpy()], q.f_loc.device)
+    loss = -model.likelihood(*_draws(q, b, g, at)).log_prob(x)
+    if readback:
+        loss = loss + readback * readback_nats(model, guide, x, q.z_loc[b], q.z_scale[b])
+    return loss
+
+
 def fit_decoder(model, clips: Split, q: Posterior, epochs: int = 4, lr: float = 1e-4,
-                batch_size: int = 16, seed: int = 0, progress: bool = True, at: str = "draws"
-                ) -> list[float]:
+                batch_size: int = 16, seed: int = 0, progress: bool = True, at: str = "draws",
+                readback: float = 0.0, guide=None) -> list[float]:
     """Maximise E_q[log p(x_1:T | f, z_1:T)] over the likelihood's parameters by Adam, with f and
     z_1:T drawn afresh from q (`q`: its parameters for each clip of `clips`) at every step;
     returns -E_q[log p(x | f, z_1:T)] (nats per clip) of each epoch. With at="means", f and
     z_1:T are q's means instead (for guides whose q(z_t) reads z_<t, the locs along the draw that
     `q` holds): not the ELBO's term but the deterministic decoder of Ghosh et al. (ICLR 2020),
-    which does not learn to hedge between what q's noise confuses."""
-    device = q.f_loc.device
-    g = torch.Generator(device=device).manual_seed(seed)
+    which does not learn to hedge between what q's noise confuses. With `readback` > 0 (and the
+    `guide` that gave q), that weight times `readback_nats` is added, and the returned losses
+    include it."""
+    if readback and guide is None:
+        raise ValueError("the read-back term reads the drawn frames with the guide: pass guide=")
+    g = torch.Generator(device=q.f_loc.device).manual_seed(seed)
     return _adam_epochs(likelihood_parameters(model).values(),
-                        lambda b: -model.likelihood(*_draws(q, b, g, at)).log_prob(
-                            to_tensor(clips.x[b.cpu().numpy()], device)).mean(),
+                        lambda b: _decoder_loss(model, clips, q, b, g, at, readback, guide).mean(),
                         len(clips), epochs, lr, batch_size, g, "fitting the decoder", 1,
                         progress)
 
 
 @torch.no_grad()
 def likelihood_nats(model, clips: Split, q: Posterior, seed: int = 0, batch_size: int = 64,
-                    at: str = "draws") -> float:
+                    at: str = "draws", readback: float = 0.0, guide=None) -> float:
     """-E_q[log p(x | f, z_1:T)] in nats per clip on one fixed draw of q per clip (`seed`), or
-    -log p(x | f, z_1:T) at q's means (at="means")."""
+    -log p(x | f, z_1:T) at q's means (at="means"); with `readback`, the refit's whole objective
+    (the same draws of p(f) for every call with the same seed)."""
     g = torch.Generator(device=q.f_loc.device).manual_seed(seed)
     total = 0.0
-    for b in torch.arange(len(clips), device=q.f_loc.device).split(batch_size):
-        total -= float(model.likelihood(*_draws(q, b, g, at)).log_prob(
-            to_tensor(clips.x[b.cpu().numpy()], q.f_loc.device)).sum())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # p(f)'s draws of the read-back term
+        for b in torch.arange(len(clips), device=q.f_loc.device).split(batch_size):
+            total += float(_decoder_loss(model, clips, q, b, g, at, readback, guide).sum())
     return total / len(clips)
 
 
 def _refit_decoder(model, clips: Split, q: Posterior, epochs: int, lr: float, seed: int,
-                   progress: bool, at: str = "draws", check_clips: int = 512) -> dict:
-    """Fit the model's likelihood to q (its draws or its means: `at`); the fit's record, whose
-    "adopted" says whether it scores better than the trained decoder on the same draws (or
-    means) of q for the first `check_clips` clips (otherwise the trained weights are put back)."""
+                   progress: bool, at: str = "draws", check_clips: int = 512,
+                   readback: float = 0.0, guide=None) -> dict:
+    """Fit the model's likelihood to q (its draws or its means: `at`; with `readback`, plus the
+    read-back term); the fit's record, whose "adopted" says whether it scores better than the
+    trained decoder on the same draws (or means) of q for the first `check_clips` clips
+    (otherwise the trained weights are put back)."""
     check = clips.subset(slice(0, check_clips))
     q_check = Posterior(*(getattr(q, k.name)[:check_clips] for k in dataclasses.fields(Posterior)))
     trained = {k: v.clone() for k, v in model.state_dict().items()}
+    score = dict(at=at, readback=readback, guide=guide)
     model.eval()  # scored with the batch-norm statistics it generates with
-    before = likelihood_nats(model, check, q_check, seed, at=at)
-    model.train()  # fitted as trained: batch statistics, and the running ones updated
-    history = fit_decoder(model, clips, q, epochs, lr, seed=seed, progress=progress, at=at)
+    before = likelihood_nats(model, check, q_check, seed, **score)
+    # fitted as trained (batch statistics, the running ones updated), except with the read-back
+    # term: frames drawn from p(f) must not move the statistics that real clips are drawn with
+    model.train(not readback)
+    history = fit_decoder(model, clips, q, epochs, lr, seed=seed, progress=progress, **score)
     model.eval()
-    after = likelihood_nats(model, check, q_check, seed, at=at)
+    after = likelihood_nats(model, check, q_check, seed, **score)
     if not after < before:
         model.load_state_dict(trained)
-    return {"epochs": epochs, "lr": lr, "at": at, "nats_before": before, "nats_after": after,
-            "nats": history, "adopted": after < before}
+    return {"epochs": epochs, "lr": lr, "at": at, "readback": readback, "nats_before": before,
+            "nats_after": after, "nats": history, "adopted": after < before}
 
 
 def _refit(old: torch.nn.Module, new: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor,
@@ -193,13 +252,15 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                 epochs: int = 60, lr: float = 1e-3, seed: int = 0, data: str | None = None,
                 data_path: str | None = None, progress: bool = True,
                 clips: Split | None = None, decoder_epochs: int = 0,
-                decoder_lr: float = 1e-4, decoder_at: str = "draws") -> dict:
+                decoder_lr: float = 1e-4, decoder_at: str = "draws",
+                decoder_readback: float = 0.0) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt): p(z_1:T) as a mixture of `components` Gaussians per step,
     p(f) as a mixture of `f_components` (0 leaves a prior as it is), and the decoder for
     `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as it is), on draws of q
-    (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`). Returns the
+    (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`), with
+    `decoder_readback` times the read-back term added (`readback_nats`; 0: none). Returns the
     fit's record, also kept in the checkpoint: per part ("z", "f", "decoder"), -E_q[log p] in
     nats per clip before, after and at each epoch, and whether the fit was adopted: a fit that
     scores worse than what it would replace is not, and with none adopted nothing is written.
@@ -211,6 +272,9 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         raise ValueError("give p(z_1:T), p(f) or the decoder something to refit (components >= 1, "
                          f"f_components >= 2 or decoder_epochs >= 1), got {components}, "
                          f"{f_components} and {decoder_epochs}")
+    if decoder_readback < 0:
+        raise ValueError(f"decoder_readback = {decoder_readback}: the read-back term's weight is "
+                         "0 (none) or more")
     if decoder_at not in REFIT_DECODER_AT:
         raise ValueError(f"decoder_at = {decoder_at!r}: the decoder is refitted on q's "
                          f"'draws' (the ELBO's term) or its 'means'; give one of {REFIT_DECODER_AT}")
@@ -254,7 +318,8 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
             refitted.append("model/f_prior.")
     if decoder_epochs:
         record["decoder"] = _refit_decoder(model, train, q, decoder_epochs, decoder_lr, seed,
-                                           progress, decoder_at)
+                                           progress, decoder_at, readback=decoder_readback,
+                                           guide=run.guide)
         if record["decoder"]["adopted"]:
             refitted += [f"model/{name}" for name in likelihood_parameters(model)]
     record["seconds"] = time.perf_counter() - start
@@ -297,6 +362,8 @@ def describe(record: dict) -> str:
         r = record["decoder"]
         term = ("-log p(x | f, z_1:T) at q's means" if r.get("at") == "means" else
                 "-E_q[log p(x | f, z_1:T)]")
+        if r.get("readback"):
+            term += f" + {r['readback']:g} x read-back of z_1:T under f from p(f)"
         said = (f"the decoder, {r['epochs']} passes: {term} "
                 f"{r['nats_before']:.1f} -> {r['nats_after']:.1f} nats a clip")
         lines.append(f"{said}: adopted" if r["adopted"] else

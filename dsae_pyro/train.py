@@ -380,6 +380,7 @@ def refit_after_training(run: Run, clips: Split, run_dir: str | os.PathLike,
         return run
     record = refit_prior(run_dir, t.refit_z_components, epochs=t.refit_epochs, seed=t.seed,
                          progress=progress, clips=clips, decoder_epochs=t.refit_decoder_epochs,
-                         decoder_lr=t.refit_decoder_lr, decoder_at=t.refit_decoder_at)
+                         decoder_lr=t.refit_decoder_lr, decoder_at=t.refit_decoder_at,
+                         decoder_readback=t.refit_decoder_readback)
     print(describe(record))
     return Run.load(run_dir, run.device) if adopted(record) else run

@@ -14,8 +14,15 @@ from dsae_pyro.clips import to_tensor
 from dsae_pyro.config import ConfigError
 from dsae_pyro.guides import make_guide
 from dsae_pyro.model import DSAE, z_site
-from dsae_pyro.posterior import Posterior, encode
-from dsae_pyro.prior_fit import BEFORE, _refit, fit_prior, likelihood_nats, refit_prior
+from dsae_pyro.posterior import Posterior, decode, encode
+from dsae_pyro.prior_fit import (
+    BEFORE,
+    _refit,
+    fit_prior,
+    likelihood_nats,
+    readback_nats,
+    refit_prior,
+)
 from dsae_pyro.priors import PRIORS, MixtureHead, StaticPrior, make_prior
 from dsae_pyro.runs import load_checkpoint
 from dsae_pyro.train import load_run
@@ -292,3 +299,94 @@ def test_the_decoder_refit_names_a_bad_source(tmp_path, capsys):
         main(["refit-prior", str(tmp_path), "--decoder-at", "mean"])
     assert exited.value.code == 2
     assert "invalid choice: 'mean'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("z_encoder", ["frames", "silhouette"])
+def test_readback_nats_by_hand(z_encoder):
+    """The read-back term, computed again through the public helpers: f drawn from p(f), frames
+    decoded by conditioning the model on (f, z_1:T), q's means read back by tracing the guide,
+    and half the squared distance in units of q's scales summed by hand."""
+    cfg = tiny_config(z_encoder=z_encoder).model
+    pyro.set_rng_seed(0)
+    model, guide = DSAE(cfg).eval(), make_guide(cfg).eval()
+    x = to_tensor(tiny_split([0, 259]).x[:6])
+    z, scale = torch.randn(6, cfg.frames, cfg.z_dim), torch.rand(6, cfg.frames, cfg.z_dim) + 0.5
+    torch.manual_seed(1)
+    got = readback_nats(model, guide, x, z, scale).detach()
+    torch.manual_seed(1)
+    f = model.f_prior(z).sample((6,))
+    drawn = decode(model, {"f": f, **{z_site(t): z[:, t - 1] for t in range(1, cfg.frames + 1)}})
+    read = encode(guide, drawn).z
+    want = [0.5 * sum(float((read[i, t, d] - z[i, t, d]) / scale[i, t, d]) ** 2
+                      for t in range(cfg.frames) for d in range(cfg.z_dim)) for i in range(6)]
+    assert got.tolist() == pytest.approx(want, rel=1e-5)
+    assert min(want) > 0
+
+
+def test_readback_gradient_reaches_the_decoder_alone():
+    """The term trains the decoder: its gradient reaches the decoder's weights, none is kept for
+    the guide's (which stay trainable afterwards)."""
+    cfg = tiny_config(z_encoder="silhouette").model
+    pyro.set_rng_seed(0)
+    model, guide = DSAE(cfg).eval(), make_guide(cfg)
+    x = to_tensor(tiny_split([0]).x[:4])
+    readback_nats(model, guide, x, torch.randn(4, cfg.frames, cfg.z_dim),
+                  torch.ones(4, cfg.frames, cfg.z_dim)).sum().backward()
+    grads = [p.grad for n, p in model.named_parameters() if n.startswith("decoder.")]
+    assert grads and all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None and p.requires_grad for p in guide.parameters())
+
+
+def test_the_refit_objective_adds_the_readback_term():
+    """What the refit minimises and scores (`likelihood_nats` with a weight) is the likelihood
+    term plus the weight times the read-back term on the same draws of p(f)."""
+    cfg = tiny_config().model
+    pyro.set_rng_seed(0)
+    model, guide = DSAE(cfg).eval(), make_guide(cfg).eval()
+    split = tiny_split([0, 259])
+    x = to_tensor(split.x)
+    post = encode(guide, x)
+    # q's widths small enough that the read-back term is not lost beside the pixels' nats
+    q = Posterior(post.f, post.z, post.f, torch.ones_like(post.f), post.z,
+                  torch.full_like(post.z, 1e-5))
+    plain = likelihood_nats(model, split, q, batch_size=7)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # the draws of p(f) likelihood_nats makes
+        with torch.no_grad():
+            term = float(torch.cat([readback_nats(model, guide, x[b], q.z_loc[b], q.z_scale[b])
+                                    for b in torch.arange(len(x)).split(7)]).mean())
+    assert term > 100
+    both = likelihood_nats(model, split, q, batch_size=7, readback=3.0, guide=guide)
+    assert both - plain == pytest.approx(3.0 * term, rel=1e-3)
+
+
+def test_refit_with_readback_from_the_command_line(tmp_path, tiny_npz, capsys):
+    """`dsae refit-prior --decoder-readback` fits the decoder to the ELBO's term plus the
+    read-back term: adopted only as the sum falls, the record and the terminal say which
+    objective was fitted, and only the decoder's weights change (its batch statistics are left
+    as trained: frames drawn from p(f) must not move them)."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", *TINY]) == 0
+    trained = load_checkpoint(out / "checkpoint.pt")
+    assert main(["refit-prior", str(out), "--z-components", "0", "--decoder-epochs", "3",
+                 "--decoder-lr", "1e-2", "--decoder-readback", "1e5", "--quiet", "--no-report"]) == 0
+    said = capsys.readouterr().out
+    assert "+ 100000 x read-back of z_1:T under f from p(f)" in said and "adopted" in said
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    fit = ckpt["prior_fit"]["decoder"]
+    assert fit["readback"] == 1e5 and fit["nats_after"] < fit["nats_before"]
+    changed = {k for k, v in ckpt["model"].items() if not torch.equal(v, trained["model"][k])}
+    assert changed and all(k.startswith("decoder.") for k in changed), changed
+    assert not any(k.endswith(("running_mean", "running_var")) for k in changed), changed
+    assert all(torch.equal(v, trained["guide"][k]) for k, v in ckpt["guide"].items())
+
+
+def test_the_readback_weight_is_checked(tmp_path, capsys):
+    with pytest.raises(ValueError, match="decoder_readback = -1"):
+        refit_prior(tmp_path, 0, decoder_epochs=1, decoder_readback=-1)
+    with pytest.raises(SystemExit):
+        main(["refit-prior", str(tmp_path), "--decoder-readback", "-1"])
+    assert "--decoder-readback: must be at least 0" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="train.refit_decoder_readback"):
+        tiny_config().override(["train.refit_decoder_readback=-0.5"])
