@@ -160,7 +160,7 @@ class TrainConfig:
     # refit_decoder_lr, as `dsae refit-prior --decoder-epochs` does (0: none); on real Sprites it
     # draws the skin tones better than as many minutes of training on after a short run, and finds
     # nothing to gain after the nolabel preset's 32 epochs (experiments/README.md, "Refitting the
-    # decoder")
+    # decoder") unless the read-back term below is on
     refit_decoder_epochs: int = 0
     refit_decoder_lr: float = 1e-4
     refit_decoder_at: str = "draws"  # draws of q (the ELBO's term) | means (Ghosh et al. 2020)

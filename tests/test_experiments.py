@@ -96,6 +96,11 @@ def test_refit_prior_samples(workdir):
                  "--quiet"]) == 0
     out = run("refit_prior_samples.py", SCRIPTS["refit_prior_samples.py"], workdir)
     assert "wrote samples.png" in out and (workdir / "samples.png").stat().st_size > 1000
+    assert main(["judge", "train", "--data", "npz", "--data-path", str(workdir / "tiny.npz"),
+                 "--epochs", "1", "--out", str(workdir / "judge.pt"), "--quiet"]) == 0
+    out = run("refit_prior_samples.py", ["run", "refitted", "--out", "motion.png", "--test",
+                                         "motion", "--clips", "1", "--judge", "judge.pt"], workdir)
+    assert "wrote motion.png" in out and (workdir / "motion.png").stat().st_size > 1000
 
 
 def test_push(workdir):

@@ -285,11 +285,12 @@ def test_train_refits_the_decoder_when_asked(tmp_path, tiny_npz, capsys):
     assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
                  "--out", str(out), "--no-report", "--set", "train.refit_decoder_epochs=1",
                  "--set", "train.refit_decoder_lr=1e-2", "--set", "train.refit_decoder_at=means",
-                 *TINY]) == 0
-    assert "the decoder, 1 passes: -log p(x | f, z_1:T) at q's means" in capsys.readouterr().out
+                 "--set", "train.refit_decoder_readback=2", *TINY]) == 0
+    assert ("the decoder, 1 passes: -log p(x | f, z_1:T) at q's means + 2 x read-back"
+            in capsys.readouterr().out)
     fit = load_checkpoint(out / "checkpoint.pt")["prior_fit"]
     assert "decoder" in fit and "z" not in fit and (out / BEFORE).is_file()
-    assert fit["decoder"]["at"] == "means"
+    assert fit["decoder"]["at"] == "means" and fit["decoder"]["readback"] == 2
 
 
 def test_the_decoder_refit_names_a_bad_source(tmp_path, capsys):
