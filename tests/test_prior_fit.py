@@ -391,3 +391,8 @@ def test_the_readback_weight_is_checked(tmp_path, capsys):
     assert "--decoder-readback: must be at least 0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="train.refit_decoder_readback"):
         tiny_config().override(["train.refit_decoder_readback=-0.5"])
+    # a weight without the refit it weighs would be ignored in silence
+    with pytest.raises(ValueError, match="needs decoder_epochs >= 1"):
+        refit_prior(tmp_path, 64, decoder_readback=1)
+    with pytest.raises(ConfigError, match="train.refit_decoder_epochs = 0 leaves out"):
+        tiny_config().override(["train.refit_decoder_readback=1"])
