@@ -396,6 +396,14 @@ def _cmd_evaluate(args) -> int:
 def _cmd_refit_prior(args) -> int:
     from .prior_fit import adopted, describe, refit_prior
 
+    given = [flag for flag, value, default in (("--decoder-lr", args.decoder_lr, 1e-4),
+                                               ("--decoder-at", args.decoder_at, "draws"),
+                                               ("--decoder-readback", args.decoder_readback, 0.0))
+             if value != default]
+    if given and not args.decoder_epochs:
+        raise SystemExit(f"dsae refit-prior: {' and '.join(given)} set the decoder's refit, which "
+                         "runs only with --decoder-epochs N (N >= 1); add it")
+
     rec = refit_prior(args.checkpoint, args.z_components, args.f_components, args.epochs,
                       args.lr, args.seed, data=args.data, data_path=args.data_path,
                       progress=not args.quiet, decoder_epochs=args.decoder_epochs,

@@ -313,11 +313,6 @@ class Config(Sectioned):
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
                    unit=("train.beta1", "train.beta2"))
-        if self.train.refit_decoder_readback and not self.train.refit_decoder_epochs:
-            raise ConfigError(f"train.refit_decoder_readback = {self.train.refit_decoder_readback} "
-                              "weighs a term of the decoder's refit, which "
-                              "train.refit_decoder_epochs = 0 leaves out; set "
-                              "train.refit_decoder_epochs to 1 or more, or the weight to 0")
         for key, site in MIXTURE_PRIORS.items():
             if getattr(m, key) > 1 and self.train.elbo == "meanfield":
                 raise ConfigError(f"model.{key} = {getattr(m, key)} makes {site} a mixture, which "

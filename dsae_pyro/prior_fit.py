@@ -272,10 +272,9 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         raise ValueError("give p(z_1:T), p(f) or the decoder something to refit (components >= 1, "
                          f"f_components >= 2 or decoder_epochs >= 1), got {components}, "
                          f"{f_components} and {decoder_epochs}")
-    if decoder_readback < 0 or (decoder_readback and not decoder_epochs):
+    if not decoder_readback >= 0:
         raise ValueError(f"decoder_readback = {decoder_readback}: the read-back term's weight is "
-                         "0 (none) or more, and it weighs a term of the decoder's refit, so it "
-                         "needs decoder_epochs >= 1 (--decoder-epochs)")
+                         "0 (none) or more")
     if decoder_at not in REFIT_DECODER_AT:
         raise ValueError(f"decoder_at = {decoder_at!r}: the decoder is refitted on q's "
                          f"'draws' (the ELBO's term) or its 'means'; give one of {REFIT_DECODER_AT}")

@@ -391,8 +391,9 @@ def test_the_readback_weight_is_checked(tmp_path, capsys):
     assert "--decoder-readback: must be at least 0" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="train.refit_decoder_readback"):
         tiny_config().override(["train.refit_decoder_readback=-0.5"])
-    # a weight without the refit it weighs would be ignored in silence
-    with pytest.raises(ValueError, match="needs decoder_epochs >= 1"):
-        refit_prior(tmp_path, 64, decoder_readback=1)
-    with pytest.raises(ConfigError, match="train.refit_decoder_epochs = 0 leaves out"):
-        tiny_config().override(["train.refit_decoder_readback=1"])
+    # the decoder's options without the refit they set would be ignored in silence
+    with pytest.raises(SystemExit, match="--decoder-readback set the decoder's refit, which runs "
+                       "only with --decoder-epochs N"):
+        main(["refit-prior", str(tmp_path), "--decoder-readback", "1"])
+    with pytest.raises(SystemExit, match="--decoder-lr and --decoder-at set"):
+        main(["refit-prior", str(tmp_path), "--decoder-lr", "1e-3", "--decoder-at", "means"])
