@@ -401,8 +401,9 @@ def _cmd_refit_prior(args) -> int:
                                                ("--decoder-readback", args.decoder_readback, 0.0))
              if value != default]
     if given and not args.decoder_epochs:
-        raise SystemExit(f"dsae refit-prior: {' and '.join(given)} set the decoder's refit, which "
-                         "runs only with --decoder-epochs N (N >= 1); add it")
+        verb = "sets" if len(given) == 1 else "set"
+        raise SystemExit(f"dsae refit-prior: {' and '.join(given)} {verb} the decoder's refit, "
+                         "which runs only with --decoder-epochs N (N >= 1); add it")
 
     rec = refit_prior(args.checkpoint, args.z_components, args.f_components, args.epochs,
                       args.lr, args.seed, data=args.data, data_path=args.data_path,

@@ -392,7 +392,7 @@ def test_the_readback_weight_is_checked(tmp_path, capsys):
     with pytest.raises(ConfigError, match="train.refit_decoder_readback"):
         tiny_config().override(["train.refit_decoder_readback=-0.5"])
     # the decoder's options without the refit they set would be ignored in silence
-    with pytest.raises(SystemExit, match="--decoder-readback set the decoder's refit, which runs "
+    with pytest.raises(SystemExit, match="--decoder-readback sets the decoder's refit, which runs "
                        "only with --decoder-epochs N"):
         main(["refit-prior", str(tmp_path), "--decoder-readback", "1"])
     with pytest.raises(SystemExit, match="--decoder-lr and --decoder-at set"):
