@@ -36,7 +36,7 @@ p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 p.add_argument("before", help="the run as trained")
 p.add_argument("after", help="the same run after `dsae refit-prior`")
 p.add_argument("--out", required=True, help="the figure (PNG)")
-p.add_argument("--draws", type=int, default=2, help="draws of z_1:T per run")
+p.add_argument("--draws", type=int, default=2, help="--test attribute: draws of z_1:T per run")
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--sheets", default=None, help="the LPC sheets folder the runs trained on")
 p.add_argument("--test", choices=("attribute", "motion"), default="attribute",
@@ -74,23 +74,26 @@ def attribute_figure():
 
 def motion_figure():
     idx = [int(i) for m in args.motion for i in np.flatnonzero(test.motion == m)[:args.clips]]
+    if not idx:
+        p.error(f"no test clip has motion {args.motion}; the labels run from 0 to "
+                f"{int(test.motion.max())}")
     x = to_tensor(test.x[idx])
-    read = None
+    rows = {"real": x}
+    for name, (run, _) in runs.items():
+        pyro.set_rng_seed(args.seed)  # the same draws of f for both runs
+        rows[name] = decode(run.model, encode(run.guide, x).z_data())
+    labels = [k for _ in idx for k in rows]
     if args.judge:
         from dsae_pyro.metrics.judge import load_judge
 
         judge = load_judge(args.judge)[0]
-        read = lambda clips: [test.schema.motion_name(int(m))  # noqa: E731
-                              for m in judge.predict(clips)["motion"].argmax(-1)]
-    rows = {"real": x}
-    for name, (run, _) in runs.items():
-        pyro.set_rng_seed(args.seed)
-        rows[name] = decode(run.model, encode(run.guide, x).z_data())
-    said = {k: read(v) if read else [""] * len(x) for k, v in rows.items()}
-    videos = torch.stack([v[i] for i in range(len(x)) for v in rows.values()])
-    labels = [f"{k}: {said[k][i]}" if read else k for i in range(len(x)) for k in rows]
+        said = {k: judge.predict(v)["motion"].argmax(-1).tolist() for k, v in rows.items()}
+        labels = [f"{k}: {test.schema.motion_name(said[k][i])}"
+                  for i in range(len(idx)) for k in rows]
+    videos = torch.stack([v[i] for i in range(len(idx)) for v in rows.values()])
     return clip_figure(videos, labels, "z_1:T of the clip, f drawn from p(f)"
-                       + (" (each row: what the judge reads)" if read else ""), groups=len(rows))
+                       + (" (each row: what the judge reads)" if args.judge else ""),
+                       groups=len(rows))
 
 
 fig = attribute_figure() if args.test == "attribute" else motion_figure()
