@@ -57,6 +57,9 @@ def _at_least(low: int, kind: type = int):
 
 
 _positive, _count, _weight = _at_least(1), _at_least(0), _at_least(0, float)
+# refit-prior's options of the decoder's refit, with their defaults: set without --decoder-epochs
+# they would do nothing, which the command refuses
+_DECODER_REFIT = {"decoder_lr": 1e-4, "decoder_at": "draws", "decoder_readback": 0.0}
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -216,14 +219,15 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--decoder-epochs", type=_count, default=0,
                    help="passes of the decoder's refit over the training clips (default 0: "
                    "leave the decoder as it is)")
-    f.add_argument("--decoder-lr", type=float, default=1e-4,
+    f.add_argument("--decoder-lr", type=float, default=_DECODER_REFIT["decoder_lr"],
                    help="Adam's learning rate of the decoder's refit (default 1e-4)")
-    f.add_argument("--decoder-at", choices=REFIT_DECODER_AT, default="draws",
+    f.add_argument("--decoder-at", choices=REFIT_DECODER_AT, default=_DECODER_REFIT["decoder_at"],
                    help="where the decoder's refit reads f and z_1:T: draws of q (default: the "
                    "ELBO's reconstruction term) or q's means (the deterministic decoder of Ghosh "
                    "et al. 2020: sharper colours, at some cost to clips drawn from the priors; "
                    "experiments/README.md, 'What blurs the skin')")
-    f.add_argument("--decoder-readback", type=_weight, default=0.0, metavar="W",
+    f.add_argument("--decoder-readback", type=_weight, default=_DECODER_REFIT["decoder_readback"],
+                   metavar="W",
                    help="add W times the read-back term to the decoder's refit: frames drawn "
                    "with a clip's z_1:T and an f from p(f) must give that z_1:T back to q, so "
                    "the motion survives a new f (default 0: none; experiments/README.md, 'The "
@@ -396,10 +400,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_refit_prior(args) -> int:
     from .prior_fit import adopted, describe, refit_prior
 
-    given = [flag for flag, value, default in (("--decoder-lr", args.decoder_lr, 1e-4),
-                                               ("--decoder-at", args.decoder_at, "draws"),
-                                               ("--decoder-readback", args.decoder_readback, 0.0))
-             if value != default]
+    given = ["--" + key.replace("_", "-") for key, default in _DECODER_REFIT.items()
+             if getattr(args, key) != default]
     if given and not args.decoder_epochs:
         verb = "sets" if len(given) == 1 else "set"
         raise SystemExit(f"dsae refit-prior: {' and '.join(given)} {verb} the decoder's refit, "

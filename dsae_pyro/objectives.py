@@ -45,7 +45,7 @@ from pyro import poutine
 from .aggregate import mws_mutual_information
 from .config import NCE_F_VIEWS, SWAP_F
 from .data.views import mirror, recolour, shuffle_frames, shuffle_tiles
-from .posterior import Posterior
+from .posterior import Posterior, read_back
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
@@ -143,12 +143,8 @@ class ContrastiveLoss:
                 frames_drawn = drawn.nodes["x"]["fn"].mean
                 if self.swap_recolour:
                     frames_drawn = recolour(frames_drawn, self.generator)
-                # where z_1:T does not depend on it, q(f) reads the real clips: the palette
-                # encoder is fast on their ~45 colours a clip, slow on drawn frames whose every
-                # pixel is a colour (6x the training step on Sprites)
-                apart = getattr(guide, "f_reads_apart", False)
-                back = poutine.trace(guide).get_trace(frames_drawn, **({"x_f": x} if apart else {}))
-            swap = info_nce(post.z_loc, Posterior.of_trace(back, frames).z_loc, self.temperature)
+                read = read_back(guide, frames_drawn, x)
+            swap = info_nce(post.z_loc, read, self.temperature)
             loss = loss - self.swap_weight * batch * swap
             self.terms["swap"] = swap.item()
         return loss

@@ -2,6 +2,7 @@
 plain tensors.
 
     encode      trace the guide: posterior loc/scale and values of f and every z_t
+    read_back   q's means of z_1:T from frames the decoder drew (differentiable)
     decode      condition the model on latent values (poutine.condition) and read p(x | f, z)'s mean
     swap        decode f of one clip with z_1:T of another
     intervene   poutine.do on f or chosen z_t; later z_t follow the prior from the forced values
@@ -94,6 +95,16 @@ def encode(guide, x: torch.Tensor, mean: bool = True) -> Posterior:
     with evaluating(guide):
         tr = poutine.trace(fn).get_trace(x)
     return Posterior.of_trace(tr, x.shape[1])
+
+
+def read_back(guide, frames: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """q's means of z_1:T (B, T, Z) read from frames the decoder drew, differentiable in those
+    frames. Where q(z_1:T) does not depend on it (`f_reads_apart`), q(f) reads the real clips x
+    instead: the palette encoder is fast on their ~45 colours a clip, slow on drawn frames whose
+    every pixel is a colour (6x the training step on Sprites)."""
+    apart = getattr(guide, "f_reads_apart", False)
+    back = poutine.trace(guide).get_trace(frames, **({"x_f": x} if apart else {}))
+    return Posterior.of_trace(back, frames.shape[1]).z_loc
 
 
 @torch.no_grad()

@@ -40,12 +40,11 @@ from pathlib import Path
 
 import pyro
 import torch
-from pyro import poutine
 from tqdm.auto import tqdm
 
 from .config import REFIT_DECODER_AT
 from .data import Split, load_dataset, to_tensor
-from .posterior import Posterior, encode, evaluating
+from .posterior import Posterior, encode, evaluating, read_back
 from .priors import StaticPrior, make_prior
 from .runs import CHECKPOINT, atomic_write, load_checkpoint
 
@@ -145,11 +144,8 @@ def readback_nats(model, guide, x: torch.Tensor, z_loc: torch.Tensor, z_scale: t
     whatever f it gets. Differentiable in the decoder (the guide's weights take no gradient)."""
     f = model.f_prior(z_loc).sample((len(z_loc),))
     drawn = model.decode(f, z_loc)
-    # where z_1:T does not depend on it, q(f) reads the real clips (fast for the palette q(f))
-    apart = getattr(guide, "f_reads_apart", False)
     with frozen(guide), evaluating(guide):
-        back = poutine.trace(guide).get_trace(drawn, **({"x_f": x} if apart else {}))
-    read = Posterior.of_trace(back, z_loc.shape[1]).z_loc
+        read = read_back(guide, drawn, x)
     return (((read - z_loc) / z_scale) ** 2 / 2).sum((1, 2))
 
 
