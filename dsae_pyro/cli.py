@@ -62,13 +62,18 @@ _positive, _count, _weight = _at_least(1), _at_least(0), _at_least(0, float)
 _DECODER_REFIT = {"decoder_lr": 1e-4, "decoder_at": "draws", "decoder_readback": 0.0}
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, new: str | None = None) -> None:
+    """--data and --sheets: a command that reads a trained run defaults to the run's own data;
+    one that starts afresh names its default `new`."""
     p.add_argument("--data", choices=DATASETS,
-                   help="dataset (default: the preset's, synthetic)")
-    p.add_argument("--sheets", "--data-path", dest="data_path", metavar="PATH",
-                   help="sprites: folder of LPC sheets (default: download and cache); "
-                        "digits: folder holding torchvision's MNIST (default: font digits); "
-                        "npz: the dataset file")
+                   help="dataset (default: " + (new or "the run's own") + ")")
+    if new is None:
+        where = ("the run's data, if it has moved (default: where the run read it); sprites: a "
+                 "folder of LPC sheets, digits: one holding torchvision's MNIST, npz: the file")
+    else:
+        where = ("sprites: folder of LPC sheets (default: download and cache); digits: folder "
+                 "holding torchvision's MNIST (default: font digits); npz: the dataset file")
+    p.add_argument("--sheets", "--data-path", dest="data_path", metavar="PATH", help=where)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, help_ in MODEL_OPTIONS.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, choices=choices[name],
                        help=f"{help_} (default: the preset's)")
-    _add_data_args(p)
+    _add_data_args(p, "the preset's, synthetic")
     p.add_argument("--f-source", choices=F_SOURCES,
                    help="which clip q(f) reads in training: self (unsupervised, default) or "
                         "sibling (another clip of the same character: weak supervision)")
@@ -163,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                        "for motion and one per attribute of its labels (Sprites: body, bottom, "
                        "top, hair); prints its test accuracy per head.")
     j.add_argument("action", choices=["train"], help="train: fit a judge and save it")
-    _add_data_args(j)
+    _add_data_args(j, "synthetic")
     j.add_argument("--epochs", type=_positive, default=6, help="6 reach >= 99.9%% on every head")
     j.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
     j.add_argument("--out", required=True, help="where to save the judge (.pt)")
