@@ -42,21 +42,30 @@ def scores(run: Path) -> dict:
             "minutes": sum(h["seconds"] for h in ckpt["history"]) / 60,
             "prior": cfg.model.prior_components,
             "refit": "prior_fit" in ckpt,
+            "decoder": decoder_refit(ckpt.get("prior_fit", {}).get("decoder")),
             "acc": {h: 100 * ev[f"{h}_acc"]["mean"] for h in heads},
             "std": {h: 100 * ev[f"{h}_acc"]["std"] for h in heads},
             "ceiling": {h: 100 * judged[h] for h in heads},
             "IS": ev["IS"]["mean"], "psnr": ev["reconstruction"]["psnr"]}
 
 
+def decoder_refit(record: dict | None) -> str:
+    """The decoder's refit after training (`dsae refit-prior --decoder-epochs`), in a few words."""
+    if not (record and record["adopted"]):
+        return "as trained"
+    return (f"{record['epochs']} passes" + (" at q's means" if record["at"] == "means" else "")
+            + (f" + {record['readback']:g} x read-back" if record.get("readback") else ""))
+
+
 def table(rows: list[dict]) -> str:
     heads = list(rows[0]["acc"])
-    out = ["| run | seed | training min | p(z_t \\| z_<t) | " + " | ".join(heads)
+    out = ["| run | seed | training min | p(z_t \\| z_<t) | decoder | " + " | ".join(heads)
            + " | IS | judges on reconstructions: " + " / ".join(rows[0]["ceiling"]) + " | PSNR |",
-           "|" + "---|" * (len(heads) + 7)]
+           "|" + "---|" * (len(heads) + 8)]
     for r in rows:
         prior = f"mixture of {r['prior']}" + (", refitted" if r["refit"] else "") \
             if r["prior"] > 1 else "one Gaussian"
-        out.append(f"| {r['run']} | {r['seed']} | {r['minutes']:.0f} | {prior} | "
+        out.append(f"| {r['run']} | {r['seed']} | {r['minutes']:.0f} | {prior} | {r['decoder']} | "
                    + " | ".join(f"{r['acc'][h]:.2f} ± {r['std'][h]:.2f}" for h in heads)
                    + f" | {r['IS']:.2f} | " + " / ".join(f"{v:.1f}" for v in r["ceiling"].values())
                    + f" | {r['psnr']:.2f} |")
@@ -64,7 +73,7 @@ def table(rows: list[dict]) -> str:
         def ms(values) -> str:
             return f"**{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}**"
         out.append(f"| mean ± std over {len(rows)} runs | | {np.mean([r['minutes'] for r in rows]):.0f}"
-                   " | | " + " | ".join(ms([r["acc"][h] for r in rows]) for h in heads)
+                   " | | | " + " | ".join(ms([r["acc"][h] for r in rows]) for h in heads)
                    + f" | {ms([r['IS'] for r in rows])} | "
                    + " / ".join(f"{np.mean([r['ceiling'][h] for r in rows]):.1f}"
                                 for h in rows[0]["ceiling"])

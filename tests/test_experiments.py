@@ -83,6 +83,7 @@ def test_ablation_then_probe(workdir):
     assert all(f"{a} " in line for line in out[2:] for a in ("body", "bottom", "top", "hair"))
     out = run("seeds_table.py", SCRIPTS["seeds_table.py"], workdir)
     assert "| factorized-lstm | 0 |" in out and "| mean ± std over 2 runs |" in out
+    assert "| one Gaussian | as trained |" in out  # neither prior nor decoder refitted
     assert (workdir / "seeds.md").is_file() and (workdir / "seeds.png").stat().st_size > 1000
 
 
