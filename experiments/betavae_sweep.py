@@ -3,7 +3,7 @@ trained (or resumed) and evaluated, then one table of mean +- std over seeds per
 (OUT/sweep.md) and a box plot per metric (OUT/sweep.png).
 
 Usage: python experiments/betavae_sweep.py OUT [--objectives H tc factorvae] [--seeds 0 1 2]
-           [--steps 1500] [--images 50000] [--set train.beta=6 ...]
+           [--steps 1500] [--images 50000] [--set train.beta=6 ...] [--no-train]
 An objective may carry its own settings: "tc:train.beta=6" (repeatable, comma-separated).
 """
 
@@ -37,6 +37,10 @@ p.add_argument("--num-train", type=int, default=10_000)
 p.add_argument("--num-eval", type=int, default=5_000)
 p.add_argument("--preset", default="cpu")
 p.add_argument("--set", dest="overrides", action="append", default=[])
+p.add_argument("--no-train", action="store_true",
+               help="train nothing: tabulate the runs already in OUT at whatever step each "
+                    "reached, scoring any not yet scored (runs trained elsewhere, e.g. on a GPU; "
+                    "a folder with evaluation.json and history.json needs no checkpoint)")
 args = p.parse_args()
 out = Path(args.out)
 data = None
@@ -50,18 +54,21 @@ for seed in args.seeds:  # seed by seed, so that a sweep cut short still compare
                      f"train.steps={args.steps}", *filter(None, extra.split(","))]
         cfg = run_config(args.preset, overrides, kind=BetaVAEConfig)
         data = data or load_dsprites(cfg.data.path)
-        done = (run_dir / CHECKPOINT).exists() and load_betavae(run_dir).step >= args.steps
-        if not done:
-            resume = (run_dir / CHECKPOINT).exists()
+        ckpt, ev = run_dir / CHECKPOINT, run_dir / "evaluation.json"
+        if args.no_train:
+            if not ckpt.exists() and not ev.exists():
+                p.error(f"--no-train: {run_dir} holds neither a run nor its scores; train it "
+                        "first, or drop --no-train")
+        elif not (ckpt.exists() and load_betavae(run_dir).step >= args.steps):
             print(f"training {run_dir.name} ({args.steps} steps)", flush=True)
-            fit_betavae(cfg, data, run_dir, resume=resume, progress=False)
-        ev = run_dir / "evaluation.json"
-        if not ev.exists() or ev.stat().st_mtime < (run_dir / CHECKPOINT).stat().st_mtime:
+            fit_betavae(cfg, data, run_dir, resume=ckpt.exists(), progress=False)
+        if ckpt.exists() and (not ev.exists() or ev.stat().st_mtime < ckpt.stat().st_mtime):
             evaluate_run(load_betavae(run_dir), data, run_dir, args.images, seed, args.num_train,
                          args.num_eval)
         history = json.loads((run_dir / "history.json").read_text())
         s = json.loads(ev.read_text())
         s["minutes"] = sum(h["seconds"] for h in history) / 60
+        s["steps"] = history[-1]["step"]
         scores.setdefault(label, []).append(s)
 
 
@@ -75,12 +82,17 @@ def mean_std(values):
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
-rows = ["| objective | seeds | train min | " + " | ".join(METRICS) + " | shape encoded |",
-        "|---" * (4 + len(METRICS)) + "|"]
+def span(values):
+    return f"{min(values):,}" + (f"-{max(values):,}" if max(values) > min(values) else "")
+
+
+rows = ["| objective | seeds | steps | train min | " + " | ".join(METRICS) + " | shape encoded |",
+        "|---" * (5 + len(METRICS)) + "|"]
 for label, runs in scores.items():
     # shape is encoded when some latent's normalised MI with shape exceeds its MI with scale
     shape = sum(any(r["factor"] == "shape" for r in s["latents"]) for s in runs)
-    rows.append(f"| {label} | {len(runs)} | {statistics.mean(s['minutes'] for s in runs):.1f} | "
+    rows.append(f"| {label} | {len(runs)} | {span([s['steps'] for s in runs])} | "
+                f"{statistics.mean(s['minutes'] for s in runs):.1f} | "
                 + " | ".join(mean_std([value(s, m) for s in runs]) for m in METRICS)
                 + f" | {shape} of {len(runs)} |")
 table = "\n".join(rows) + "\n"
@@ -95,7 +107,8 @@ for ax, metric in zip(axes, METRICS, strict=True):
         ax.plot([i] * len(scores[k]), [value(s, metric) for s in scores[k]], "k.", alpha=0.6)
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=30, fontsize=7)
     ax.set_title(metric)
-fig.suptitle(f"dSprites, {args.steps} steps, seeds {args.seeds}", fontsize=9)
+steps = "steps as trained" if args.no_train else f"{args.steps} steps"
+fig.suptitle(f"dSprites, {steps}, seeds {args.seeds}", fontsize=9)
 fig.tight_layout()
 fig.savefig(out / "sweep.png", dpi=110)
 print(f"figure: {out / 'sweep.png'}")

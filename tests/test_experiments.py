@@ -149,6 +149,17 @@ def test_standalone_scripts(tmp_path, script):
     elif script == "betavae_sweep.py":
         assert "| factorvae | 2 |" in out and (tmp_path / "sweep" / "sweep.png").is_file()
         assert len(list((tmp_path / "sweep").glob("*/evaluation.json"))) == 4
+        # --no-train scores what is there, at the step each run reached, and trains nothing
+        ckpt = tmp_path / "sweep" / "factorvae-seed1" / "checkpoint.pt"
+        before = ckpt.stat().st_mtime_ns
+        again = run(script, [*SCRIPTS[script], "--steps", "100", "--no-train"], tmp_path)
+        assert "| factorvae | 2 | 4 |" in again and ckpt.stat().st_mtime_ns == before
+        ckpt.unlink()  # scores and history suffice, as when only they came back from elsewhere
+        assert run(script, [*SCRIPTS[script], "--no-train"], tmp_path) == again
+        missing = subprocess.run([sys.executable, str(EXPERIMENTS / script), "sweep", "--objectives",
+                                  "H", "--seeds", "0", "--no-train"], cwd=tmp_path,
+                                 capture_output=True, text=True)
+        assert missing.returncode == 2 and "H-seed0 holds neither a run" in missing.stderr
         # the five latents of least KL get fresh weights: their rows and columns, nothing else
         src = tmp_path / "sweep" / "factorvae-seed0"
         old = torch.load(src / "checkpoint.pt", weights_only=False)
