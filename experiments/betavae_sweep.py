@@ -53,16 +53,21 @@ for seed in args.seeds:  # seed by seed, so that a sweep cut short still compare
         overrides = [*args.overrides, f"train.objective={objective}", f"train.seed={seed}",
                      f"train.steps={args.steps}", *filter(None, extra.split(","))]
         cfg = run_config(args.preset, overrides, kind=BetaVAEConfig)
-        data = data or load_dsprites(cfg.data.path)
         ckpt, ev = run_dir / CHECKPOINT, run_dir / "evaluation.json"
-        if args.no_train:
-            if not ckpt.exists() and not ev.exists():
-                p.error(f"--no-train: {run_dir} holds neither a run nor its scores; train it "
-                        "first, or drop --no-train")
-        elif not (ckpt.exists() and load_betavae(run_dir).step >= args.steps):
+        if args.no_train and not ckpt.exists() and not ev.exists():
+            p.error(f"--no-train: {run_dir} holds neither a run nor its scores; train it "
+                    "first, or drop --no-train")
+        train = not args.no_train and not (ckpt.exists()
+                                           and load_betavae(run_dir).step >= args.steps)
+        # a fresh or resumed run has a newer checkpoint than its scores
+        score = train or (ckpt.exists() and (not ev.exists()
+                                             or ev.stat().st_mtime < ckpt.stat().st_mtime))
+        if score:  # dSprites only when something is trained or scored, not to tabulate
+            data = data or load_dsprites(cfg.data.path)
+        if train:
             print(f"training {run_dir.name} ({args.steps} steps)", flush=True)
             fit_betavae(cfg, data, run_dir, resume=ckpt.exists(), progress=False)
-        if ckpt.exists() and (not ev.exists() or ev.stat().st_mtime < ckpt.stat().st_mtime):
+        if score:
             evaluate_run(load_betavae(run_dir), data, run_dir, args.images, seed, args.num_train,
                          args.num_eval)
         history = json.loads((run_dir / "history.json").read_text())
