@@ -19,7 +19,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_DIR = Path(__file__).parent / "presets"
-LIKELIHOODS = ("gaussian", "gaussian_learned", "bernoulli", "l2", "palette_mixture")
+LIKELIHOODS = ("gaussian", "gaussian_learned", "laplace", "bernoulli", "l2", "palette_mixture")
 COLOUR_TABLES = ("f", "global")  # who sets the colour-mix decoder's table (nets.ColourMixDecoder)
 ELBOS = ("trace", "meanfield")
 # model.* fields that make a prior a mixture when > 1 -> the density they make one
@@ -56,11 +56,13 @@ class ModelConfig:
     # conv); empty: the encoder's mirror (reversed conv_channels). Wider late layers give the
     # high-resolution layers that draw skin and clothes more room
     decoder_widths: list[int] = field(default_factory=list)
-    # gaussian | gaussian_learned | bernoulli | l2 (Das & Dandi) | palette_mixture: each pixel a
-    # mixture of Gaussians around the colour-mix decoder's K colours (needs decoder_colours)
+    # gaussian | gaussian_learned | laplace (an absolute error: the decoder draws the median of
+    # what it may be given, not the mean, so two close colours are not averaged) | bernoulli |
+    # l2 (Das & Dandi) | palette_mixture: each pixel a mixture of Gaussians around the
+    # colour-mix decoder's K colours (needs decoder_colours)
     likelihood: str = "gaussian"
     # pixel std of the fixed-scale Gaussian (initial value if learned; each colour's under
-    # palette_mixture)
+    # palette_mixture; the Laplace's scale b, whose std is b * sqrt(2))
     x_scale: float = 0.1
     guide: str = "factorized"  # factorized | full | causal
     # what q(f) reads: "frames", a bi-LSTM over the frame encoder's features (Li & Mandt);

@@ -68,6 +68,10 @@ class DSAE(nn.Module):
         else:  # l2: Das & Dandi's sum of squared errors is a Gaussian of variance 1/2
             s = math.sqrt(0.5) if self.cfg.likelihood == "l2" else self.cfg.x_scale
             scale = torch.tensor(s, device=out.device)
+        if self.cfg.likelihood == "laplace":
+            # -log p = |x - mean| / b + log 2b per value: minimised by the median of the pixels a
+            # decoder input may stand for, where the Gaussian's mean averages two close tones
+            return dist.Laplace(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
         return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
 
     def picture(self, px: dist.Distribution) -> torch.Tensor:
