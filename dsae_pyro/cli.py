@@ -12,6 +12,7 @@ from .config import (
     F_SOURCES,
     OBJECTIVES_DSAE,
     REFIT_DECODER_AT,
+    REFIT_LIKELIHOODS,
     Z_SOURCES,
     Config,
     ConfigError,
@@ -59,7 +60,8 @@ def _at_least(low: int, kind: type = int):
 _positive, _count, _weight = _at_least(1), _at_least(0), _at_least(0, float)
 # refit-prior's options of the decoder's refit, with their defaults: set without --decoder-epochs
 # they would do nothing, which the command refuses
-_DECODER_REFIT = {"decoder_lr": 1e-4, "decoder_at": "draws", "decoder_readback": 0.0}
+_DECODER_REFIT = {"decoder_lr": 1e-4, "decoder_at": "draws", "decoder_readback": 0.0,
+                  "decoder_likelihood": None, "decoder_x_scale": None}
 
 
 def _add_data_args(p: argparse.ArgumentParser, new: str | None = None) -> None:
@@ -237,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
                    "with a clip's z_1:T and an f from p(f) must give that z_1:T back to q, so "
                    "the motion survives a new f (default 0: none; experiments/README.md, 'The "
                    "motion under a new f')")
+    f.add_argument("--decoder-likelihood", choices=REFIT_LIKELIHOODS,
+                   help="refit the decoder under this likelihood instead of the run's (the "
+                   "trained decoder is scored under it too; the run keeps it if the refit is "
+                   "adopted; experiments/README.md, 'A Laplace likelihood')")
+    f.add_argument("--decoder-x-scale", type=float, metavar="B",
+                   help="its pixel scale, model.x_scale (default: the run's)")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--no-report", action="store_true",
                    help="leave report.html and its figures as they are (default: redraw them "
@@ -416,7 +424,9 @@ def _cmd_refit_prior(args) -> int:
                       args.lr, args.seed, data=args.data, data_path=args.data_path,
                       progress=not args.quiet, decoder_epochs=args.decoder_epochs,
                       decoder_lr=args.decoder_lr, decoder_at=args.decoder_at,
-                      decoder_readback=args.decoder_readback)
+                      decoder_readback=args.decoder_readback,
+                      decoder_likelihood=args.decoder_likelihood,
+                      decoder_x_scale=args.decoder_x_scale)
     print(describe(rec) + "; " + (
         f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
         if adopted(rec) else "nothing written."))

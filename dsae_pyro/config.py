@@ -32,6 +32,9 @@ Z_ENCODERS = ("frames", "silhouette")
 F_SOURCES = ("self", "sibling")
 Z_SOURCES = ("self", "recolour")
 REFIT_DECODER_AT = ("draws", "means")  # what of q the decoder's refit reads (prior_fit.py)
+# likelihoods that read the decoder's one output and hold no parameters of their own, so the
+# decoder's refit may swap one for another (prior_fit.py)
+REFIT_LIKELIHOODS = ("gaussian", "laplace", "bernoulli", "l2")
 DATASETS = ("synthetic", "sprites", "digits", "npz")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -42,7 +42,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .config import REFIT_DECODER_AT
+from .config import REFIT_DECODER_AT, REFIT_LIKELIHOODS
 from .data import Split, load_dataset, to_tensor
 from .posterior import Posterior, encode, evaluating, read_back
 from .priors import StaticPrior, make_prior
@@ -220,6 +220,13 @@ def _refit_decoder(model, clips: Split, q: Posterior, epochs: int, lr: float, se
             "nats_after": after, "nats": history, "adopted": after < before}
 
 
+def _check_swap(likelihood: str, whose: str = "") -> None:
+    if likelihood not in REFIT_LIKELIHOODS:
+        raise ValueError(f"the decoder's refit swaps likelihoods among {REFIT_LIKELIHOODS}, which "
+                         "read the decoder's one output and hold no parameters; model.likelihood "
+                         f"= {likelihood!r} {whose}is not one")
+
+
 def _refit(old: torch.nn.Module, new: torch.nn.Module, loc: torch.Tensor, scale: torch.Tensor,
            epochs: int, lr: float, seed: int, progress: bool) -> dict:
     """Fit `new` (started from `old` wherever the shapes agree) to q; the fit's record, whose
@@ -249,17 +256,21 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                 data_path: str | None = None, progress: bool = True,
                 clips: Split | None = None, decoder_epochs: int = 0,
                 decoder_lr: float = 1e-4, decoder_at: str = "draws",
-                decoder_readback: float = 0.0) -> dict:
+                decoder_readback: float = 0.0, decoder_likelihood: str | None = None,
+                decoder_x_scale: float | None = None) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt): p(z_1:T) as a mixture of `components` Gaussians per step,
     p(f) as a mixture of `f_components` (0 leaves a prior as it is), and the decoder for
     `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as it is), on draws of q
     (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`), with
-    `decoder_readback` times the read-back term added (`readback_nats`; 0: none). Returns the
-    fit's record, also kept in the checkpoint: per part ("z", "f", "decoder"), -E_q[log p] in
-    nats per clip before, after and at each epoch, and whether the fit was adopted: a fit that
-    scores worse than what it would replace is not, and with none adopted nothing is written.
+    `decoder_readback` times the read-back term added (`readback_nats`; 0: none), under the
+    run's likelihood or `decoder_likelihood` with pixel scale `decoder_x_scale` (one of
+    REFIT_LIKELIHOODS; the trained decoder is scored under it too, and the run keeps it only if
+    the refit is adopted). Returns the fit's record, also kept in the checkpoint: per part ("z",
+    "f", "decoder"), -E_q[log p] in nats per clip before, after and at each epoch, and whether
+    the fit was adopted: a fit that scores worse than what it would replace is not, and with
+    none adopted nothing is written.
     `clips`: the training split when the caller holds it already (otherwise it is loaded)."""
     from .train import Run
 
@@ -274,6 +285,13 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     if decoder_at not in REFIT_DECODER_AT:
         raise ValueError(f"decoder_at = {decoder_at!r}: the decoder is refitted on q's "
                          f"'draws' (the ELBO's term) or its 'means'; give one of {REFIT_DECODER_AT}")
+    swap = [f"model.{key}={value}" for key, value in
+            (("likelihood", decoder_likelihood), ("x_scale", decoder_x_scale)) if value is not None]
+    if swap and not decoder_epochs:
+        raise ValueError("decoder_likelihood and decoder_x_scale set the decoder's refit, which "
+                         "runs only with decoder_epochs >= 1")
+    if decoder_likelihood is not None:
+        _check_swap(decoder_likelihood)
     if f_components == 1:
         raise ValueError("f_components = 1 is p(f) = N(0, I), which has nothing to fit; give "
                          "2 or more, or 0 to leave p(f) as it is")
@@ -286,8 +304,11 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     wanted = {key: f"model.{name}={k}" for key, name, k in
               (("z", "prior_components", components), ("f", "f_prior_components", f_components))
               if k}
-    # the config's own checks (a mixture has no closed-form KL under meanfield), before any work
-    Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()))
+    # the config's own checks (a mixture has no closed-form KL under meanfield, a scale is > 0),
+    # before any work
+    Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()) + swap)
+    if decoder_likelihood is not None:
+        _check_swap(cfg.model.likelihood, "(the run's own) ")
     start = time.perf_counter()
     pyro.set_rng_seed(seed)  # q's draws of the training clips
     train = clips if clips is not None else load_dataset(
@@ -313,11 +334,18 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
             overrides.append(wanted["f"])
             refitted.append("model/f_prior.")
     if decoder_epochs:
+        trained = [f"model.{key}={getattr(cfg.model, key)}" for key in ("likelihood", "x_scale")]
+        cfg.override(swap)  # the model reads cfg.model: the trained decoder is scored under it too
         record["decoder"] = _refit_decoder(model, train, q, decoder_epochs, decoder_lr, seed,
                                            progress, decoder_at, readback=decoder_readback,
                                            guide=run.guide)
+        if swap:
+            record["decoder"].update(likelihood=cfg.model.likelihood, x_scale=cfg.model.x_scale)
         if record["decoder"]["adopted"]:
             refitted += [f"model/{name}" for name in likelihood_parameters(model)]
+            overrides += swap
+        else:
+            cfg.override(trained)
     record["seconds"] = time.perf_counter() - start
     if not refitted:
         return record
@@ -360,6 +388,8 @@ def describe(record: dict) -> str:
                 "-E_q[log p(x | f, z_1:T)]")
         if r.get("readback"):
             term += f" + {r['readback']:g} x read-back of z_1:T under f from p(f)"
+        if "likelihood" in r:
+            term += f" under model.likelihood = {r['likelihood']}, x_scale {r['x_scale']:g}"
         said = (f"the decoder, {r['epochs']} passes: {term} "
                 f"{r['nats_before']:.1f} -> {r['nats_after']:.1f} nats a clip")
         lines.append(f"{said}: adopted" if r["adopted"] else

@@ -54,7 +54,9 @@ def decoder_refit(record: dict | None) -> str:
     if not (record and record["adopted"]):
         return "as trained"
     return (f"{record['epochs']} passes" + (" at q's means" if record["at"] == "means" else "")
-            + (f" + {record['readback']:g} x read-back" if record.get("readback") else ""))
+            + (f" + {record['readback']:g} x read-back" if record.get("readback") else "")
+            + (f", {record['likelihood']} b={record['x_scale']:g}" if "likelihood" in record
+               else ""))
 
 
 def table(rows: list[dict]) -> str:

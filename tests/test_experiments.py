@@ -201,3 +201,15 @@ def test_factor_gain_by_hand():
     given_scale, given_shape, given_orientation = gain.nll_terms(masks, shift=0)
     assert given_scale == pytest.approx(np.log(2)) and given_shape == pytest.approx(0, abs=1e-9)
     assert given_orientation == pytest.approx(0, abs=1e-9)
+
+
+def test_seeds_table_names_the_decoder_refit():
+    spec = importlib.util.spec_from_file_location("seeds", EXPERIMENTS / "seeds_table.py")
+    seeds = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seeds)
+    refit = {"adopted": True, "epochs": 3, "at": "draws", "readback": 1.0}
+    assert seeds.decoder_refit(None) == seeds.decoder_refit({**refit, "adopted": False}) == (
+        "as trained")
+    assert seeds.decoder_refit(refit) == "3 passes + 1 x read-back"
+    assert seeds.decoder_refit({**refit, "likelihood": "laplace", "x_scale": 5.0}) == (
+        "3 passes + 1 x read-back, laplace b=5")

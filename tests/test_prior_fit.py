@@ -397,3 +397,51 @@ def test_the_readback_weight_is_checked(tmp_path, capsys):
         main(["refit-prior", str(tmp_path), "--decoder-readback", "1"])
     with pytest.raises(SystemExit, match="--decoder-lr and --decoder-at set"):
         main(["refit-prior", str(tmp_path), "--decoder-lr", "1e-3", "--decoder-at", "means"])
+
+
+def test_refit_under_another_likelihood(tmp_path, tiny_npz, capsys):
+    """`--decoder-likelihood laplace --decoder-x-scale B` refits a Gaussian run's decoder under a
+    Laplace: the trained decoder is scored under the Laplace too (its nats_before is what the
+    run as trained scores with model.likelihood swapped by hand), and the adopted run keeps it."""
+    from dsae_pyro.data import load_dataset
+    from dsae_pyro.prior_fit import posterior_params
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", *TINY]) == 0
+    assert main(["refit-prior", str(out), "--z-components", "0", "--decoder-epochs", "3",
+                 "--decoder-lr", "1e-2", "--decoder-likelihood", "laplace",
+                 "--decoder-x-scale", "0.2", "--quiet", "--no-report"]) == 0
+    said = capsys.readouterr().out
+    assert "under model.likelihood = laplace, x_scale 0.2" in said and "adopted" in said
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    fit = ckpt["prior_fit"]["decoder"]
+    assert (fit["likelihood"], fit["x_scale"]) == ("laplace", 0.2) and fit["adopted"]
+    assert (ckpt["config"]["model"]["likelihood"], ckpt["config"]["model"]["x_scale"]) == (
+        "laplace", 0.2)
+    run = load_run(out)
+    px = run.model.likelihood(torch.zeros(2, run.cfg.model.f_dim),
+                              torch.zeros(2, run.cfg.model.frames, run.cfg.model.z_dim))
+    assert isinstance(px.base_dist, torch.distributions.Laplace)
+    assert torch.all(px.base_dist.scale == 0.2)
+    # the trained decoder under the Laplace, scored again here by hand
+    before = load_run(out / BEFORE)
+    assert before.cfg.model.likelihood == "gaussian"
+    before.cfg.model.likelihood, before.cfg.model.x_scale = "laplace", 0.2
+    pyro.set_rng_seed(0)
+    train = load_dataset("npz", str(tiny_npz))["train"]
+    q = posterior_params(before.guide, train, progress=False)
+    before.model.eval()
+    assert likelihood_nats(before.model, train, q) == pytest.approx(fit["nats_before"], rel=1e-5)
+
+
+def test_the_likelihood_swap_is_checked(tmp_path, capsys):
+    with pytest.raises(ValueError, match="'gaussian_learned' is not one"):
+        refit_prior(tmp_path, 0, decoder_epochs=1, decoder_likelihood="gaussian_learned")
+    with pytest.raises(ValueError, match="runs only with decoder_epochs >= 1"):
+        refit_prior(tmp_path, 64, decoder_likelihood="laplace")
+    with pytest.raises(SystemExit):  # argparse's usage error names the choices
+        main(["refit-prior", str(tmp_path), "--decoder-likelihood", "palette_mixture"])
+    assert "invalid choice: 'palette_mixture'" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="--decoder-x-scale sets the decoder's refit"):
+        main(["refit-prior", str(tmp_path), "--decoder-x-scale", "5"])
