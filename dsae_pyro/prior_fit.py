@@ -307,8 +307,14 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     # the config's own checks (a mixture has no closed-form KL under meanfield, a scale is > 0),
     # before any work
     Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()) + swap)
-    if decoder_likelihood is not None:
+    if swap:
         _check_swap(cfg.model.likelihood, "(the run's own) ")
+        if decoder_x_scale is not None and (decoder_likelihood or cfg.model.likelihood) in (
+                "bernoulli", "l2"):
+            raise ValueError(f"decoder_x_scale = {decoder_x_scale:g} would change nothing: "
+                             f"model.likelihood = {decoder_likelihood or cfg.model.likelihood!r} "
+                             "has no pixel scale (the Gaussian's std, the Laplace's b); leave "
+                             "it out or refit under 'gaussian' or 'laplace'")
     start = time.perf_counter()
     pyro.set_rng_seed(seed)  # q's draws of the training clips
     train = clips if clips is not None else load_dataset(

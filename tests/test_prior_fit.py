@@ -1,6 +1,7 @@
 """The mixture prior over z_1:T and its refit to the posteriors (dsae_pyro/prior_fit.py)."""
 
 import math
+import re
 
 import pyro
 import pytest
@@ -445,3 +446,21 @@ def test_the_likelihood_swap_is_checked(tmp_path, capsys):
     assert "invalid choice: 'palette_mixture'" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="--decoder-x-scale sets the decoder's refit"):
         main(["refit-prior", str(tmp_path), "--decoder-x-scale", "5"])
+
+
+@pytest.mark.parametrize("likelihood, swap, says", [
+    ("gaussian_learned", {"decoder_likelihood": "laplace"}, "'gaussian_learned' (the run's own) is"),
+    ("gaussian_learned", {"decoder_x_scale": 0.2}, "'gaussian_learned' (the run's own) is"),
+    ("bernoulli", {"decoder_x_scale": 0.2}, "'bernoulli' has no pixel scale"),
+    ("gaussian", {"decoder_likelihood": "l2", "decoder_x_scale": 0.2}, "'l2' has no pixel scale"),
+])
+def test_the_swap_is_checked_against_the_run(tmp_path, tiny_npz, likelihood, swap, says):
+    """A run whose likelihood holds parameters keeps it; a scale that the likelihood does not read
+    is refused, naming the likelihood, before any work."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", "--set", f"model.likelihood={likelihood}",
+                 *TINY]) == 0
+    with pytest.raises(ValueError, match=re.escape(says)):
+        refit_prior(out, 0, decoder_epochs=1, progress=False, **swap)
+    assert not (out / BEFORE).exists()  # nothing written
