@@ -1,11 +1,16 @@
 """Collect the ablation's evaluation.json files into one Markdown table (printed and written to
 OUT_DIR/ablation.md). Usage: python experiments/ablation_table.py OUT_DIR"""
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
-out = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/ablation")
+parser = argparse.ArgumentParser(description=__doc__.split(" Usage:")[0])
+parser.add_argument("out", nargs="?", default="runs/ablation",
+                    help="ablation.sh's output folder (default runs/ablation)")
+out = Path(parser.parse_args().out)
+if not any(out.glob("*-*/evaluation.json")):
+    parser.error(f"{out} holds no GUIDE-PRIOR/evaluation.json: run experiments/ablation.sh first")
 header = ("guide-prior", "train min", "ELBO", "IWAE-16", "motion", "action", "direction", "IS",
           "body", "bottom", "top", "hair", "PSNR", "cos f same app / same motion",
           "cos z same motion / same app", "MIG(f)")

@@ -4,7 +4,7 @@ then scored again on one draw of q(f) per clip. The gap between the two is what 
 from a decoder that is trained on draws of q.
 Usage: python experiments/probe_f.py RUN_DIR   (the run's own test split)"""
 
-import sys
+import argparse
 
 import numpy as np
 import torch
@@ -12,9 +12,16 @@ from sklearn.linear_model import LogisticRegression
 
 from dsae_pyro.data import ATTRIBUTES
 from dsae_pyro.prior_fit import posterior_params
+from dsae_pyro.runs import TrainingError
 from dsae_pyro.train import load_run_and_test
 
-run, test = load_run_and_test(sys.argv[1])
+parser = argparse.ArgumentParser(description=__doc__.rsplit("Usage:", 1)[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("run", metavar="RUN_DIR", help="a trained run folder (its own test split)")
+try:
+    run, test = load_run_and_test(parser.parse_args().run)
+except TrainingError as e:
+    parser.error(str(e))
 q = posterior_params(run.guide, test, progress=False)
 f_mean = q.f_loc.numpy()
 f_draw = (q.f_loc + q.f_scale * torch.randn(q.f_scale.shape,

@@ -8,9 +8,9 @@ checkpoint.pt, history.json and the evaluation.json of `dsae evaluate`), or a CS
 wrote beside an earlier figure (FIGURE with .csv), to redraw the figure from the measured numbers.
 """
 
+import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -72,8 +72,15 @@ def figure(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/push")
-    out = Path(sys.argv[2] if len(sys.argv) > 2 else "docs/push_curve.png")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("snapshots", nargs="?", default="runs/push",
+                   help="the folder push.sh fills, or a CSV this script wrote (default runs/push)")
+    p.add_argument("figure", nargs="?", default="docs/push_curve.png",
+                   help="the figure to write; its .csv beside it (default docs/push_curve.png)")
+    args = p.parse_args()
+    source, out = Path(args.snapshots), Path(args.figure)
+    if not source.exists():
+        p.error(f"{source} does not exist: give push.sh's output folder or a CSV")
     rows = sorted(from_csv(source) if source.suffix == ".csv" else from_snapshots(source),
                   key=lambda r: r["epoch"])
     if source.suffix != ".csv":

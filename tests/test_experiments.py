@@ -213,3 +213,11 @@ def test_seeds_table_names_the_decoder_refit():
     assert seeds.decoder_refit(refit) == "3 passes + 1 x read-back"
     assert seeds.decoder_refit({**refit, "likelihood": "laplace", "x_scale": 5.0}) == (
         "3 passes + 1 x read-back, laplace b=5")
+
+
+@pytest.mark.parametrize("script", sorted(s for s in SCRIPTS if s.endswith(".py")
+                                          and s != "frozen_channels_last.py"))  # takes no arguments
+def test_every_script_answers_help(script, tmp_path):
+    """`--help` prints a usage line and does nothing else: no figure written, no data drawn."""
+    out = run(script, ["--help"], tmp_path)
+    assert out.startswith(f"usage: {script}") and not any(tmp_path.iterdir())
