@@ -49,14 +49,18 @@ def scores(run: Path) -> dict:
             "IS": ev["IS"]["mean"], "psnr": ev["reconstruction"]["psnr"]}
 
 
+SCALE_NAME = {"laplace": "b", "gaussian": "std"}  # what model.x_scale is under each likelihood
+
+
 def decoder_refit(record: dict | None) -> str:
     """The decoder's refit after training (`dsae refit-prior --decoder-epochs`), in a few words."""
     if not (record and record["adopted"]):
         return "as trained"
     return (f"{record['epochs']} passes" + (" at q's means" if record["at"] == "means" else "")
             + (f" + {record['readback']:g} x read-back" if record.get("readback") else "")
-            + (f", {record['likelihood']} b={record['x_scale']:g}" if "likelihood" in record
-               else ""))
+            + (f", {record['likelihood']}" if "likelihood" in record else "")
+            + (f" {SCALE_NAME[record['likelihood']]}={record['x_scale']:g}"
+               if record.get("likelihood") in SCALE_NAME else ""))
 
 
 def table(rows: list[dict]) -> str:

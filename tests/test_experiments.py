@@ -213,6 +213,10 @@ def test_seeds_table_names_the_decoder_refit():
     assert seeds.decoder_refit(refit) == "3 passes + 1 x read-back"
     assert seeds.decoder_refit({**refit, "likelihood": "laplace", "x_scale": 5.0}) == (
         "3 passes + 1 x read-back, laplace b=5")
+    assert seeds.decoder_refit({**refit, "likelihood": "gaussian", "x_scale": 0.5}) == (
+        "3 passes + 1 x read-back, gaussian std=0.5")
+    assert seeds.decoder_refit({**refit, "likelihood": "bernoulli", "x_scale": 0.5}) == (
+        "3 passes + 1 x read-back, bernoulli")  # which has no scale
 
 
 @pytest.mark.parametrize("script", sorted(s for s in SCRIPTS if s.endswith(".py")
