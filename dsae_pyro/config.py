@@ -35,6 +35,8 @@ REFIT_DECODER_AT = ("draws", "means")  # what of q the decoder's refit reads (pr
 # likelihoods that read the decoder's one output and hold no parameters of their own, so the
 # decoder's refit may swap one for another (prior_fit.py)
 REFIT_LIKELIHOODS = ("gaussian", "laplace", "bernoulli", "l2")
+# those of them that read model.x_scale, and what it is to each (prior_fit.py, seeds_table.py)
+SCALE_NAMES = {"gaussian": "std", "laplace": "b"}
 DATASETS = ("synthetic", "sprites", "digits", "npz")
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -42,7 +42,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .config import REFIT_DECODER_AT, REFIT_LIKELIHOODS
+from .config import REFIT_DECODER_AT, REFIT_LIKELIHOODS, SCALE_NAMES
 from .data import Split, load_dataset, to_tensor
 from .posterior import Posterior, encode, evaluating, read_back
 from .priors import StaticPrior, make_prior
@@ -309,12 +309,11 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()) + swap)
     if swap:
         _check_swap(cfg.model.likelihood, "(the run's own) ")
-        if decoder_x_scale is not None and (decoder_likelihood or cfg.model.likelihood) in (
-                "bernoulli", "l2"):
+        target = decoder_likelihood or cfg.model.likelihood
+        if decoder_x_scale is not None and target not in SCALE_NAMES:
             raise ValueError(f"decoder_x_scale = {decoder_x_scale:g} would change nothing: "
-                             f"model.likelihood = {decoder_likelihood or cfg.model.likelihood!r} "
-                             "has no pixel scale (the Gaussian's std, the Laplace's b); leave "
-                             "it out or refit under 'gaussian' or 'laplace'")
+                             f"model.likelihood = {target!r} has no pixel scale; leave it out or "
+                             f"refit under one that has ({SCALE_NAMES})")
     start = time.perf_counter()
     pyro.set_rng_seed(seed)  # q's draws of the training clips
     train = clips if clips is not None else load_dataset(

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dsae_pyro.config import Config  # noqa: E402
+from dsae_pyro.config import SCALE_NAMES, Config  # noqa: E402
 from dsae_pyro.runs import load_checkpoint  # noqa: E402
 
 
@@ -49,9 +49,6 @@ def scores(run: Path) -> dict:
             "IS": ev["IS"]["mean"], "psnr": ev["reconstruction"]["psnr"]}
 
 
-SCALE_NAME = {"laplace": "b", "gaussian": "std"}  # what model.x_scale is under each likelihood
-
-
 def decoder_refit(record: dict | None) -> str:
     """The decoder's refit after training (`dsae refit-prior --decoder-epochs`), in a few words."""
     if not (record and record["adopted"]):
@@ -59,8 +56,8 @@ def decoder_refit(record: dict | None) -> str:
     return (f"{record['epochs']} passes" + (" at q's means" if record["at"] == "means" else "")
             + (f" + {record['readback']:g} x read-back" if record.get("readback") else "")
             + (f", {record['likelihood']}" if "likelihood" in record else "")
-            + (f" {SCALE_NAME[record['likelihood']]}={record['x_scale']:g}"
-               if record.get("likelihood") in SCALE_NAME else ""))
+            + (f" {SCALE_NAMES[record['likelihood']]}={record['x_scale']:g}"
+               if record.get("likelihood") in SCALE_NAMES else ""))
 
 
 def table(rows: list[dict]) -> str:
