@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any preset field, e.g. --set train.lr=5e-4 (repeatable)")
     p.add_argument("--out", help="run folder (default: runs/<time>-<preset>-<guide>-<data>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (an "
+                   "evaluation of the epoch it continues is kept as evaluation_e<epoch>.*)")
     p.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
     p.add_argument("--tensorboard", action="store_true", help="live curves in OUT/tensorboard "
                    "(needs pip install 'dsae_pyro[tensorboard]'; watch: tensorboard --logdir runs)")
@@ -461,7 +462,8 @@ def _add_betavae_parser(sub) -> None:
                    help="override any preset field, e.g. --set train.c_steps=20000 (repeatable)")
     t.add_argument("--data-path", help="the official dSprites npz (default: draw and cache)")
     t.add_argument("--out", help="run folder (default: runs/<time>-betavae-<objective>)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out (an "
+                   "evaluation of the step it continues is kept as evaluation_s<step>.*)")
     t.add_argument("--no-report", action="store_true", help="skip the figures and report.html")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     e = bsub.add_parser("evaluate", help="beta-VAE metric, FactorVAE metric, MIG, latent table",

@@ -104,10 +104,6 @@ def _judged(run, test, judges: list[Path], bounds: dict, draws: int, seed: int, 
     return scores, table
 
 
-# what `dsae evaluate` writes that describes the run's current model (cosine.png reads q alone)
-EVALUATION_FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
-
-
 def evaluate_run(path: str | os.PathLike,
                  judge: str | os.PathLike | Sequence[str | os.PathLike] | None = None, draws: int = 3,
                  seed: int = 0, max_clips: int = 0, iw_samples: int = 16, iw_clips: int = 256,

@@ -46,7 +46,7 @@ from .config import REFIT_DECODER_AT, REFIT_LIKELIHOODS, SCALE_NAMES
 from .data import Split, load_dataset, to_tensor
 from .posterior import Posterior, encode, evaluating, read_back
 from .priors import StaticPrior, make_prior
-from .runs import CHECKPOINT, atomic_write, load_checkpoint
+from .runs import CHECKPOINT, EVALUATION_FILES, atomic_write, load_checkpoint, set_aside
 
 BEFORE_SUFFIX = "_before_prior_fit"
 BEFORE = f"checkpoint{BEFORE_SUFFIX}.pt"  # the run as trained, kept beside the refitted one
@@ -365,14 +365,8 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         shutil.copyfile(run_dir / CHECKPOINT, run_dir / BEFORE)
     atomic_write(run_dir / CHECKPOINT, lambda fh: torch.save(ckpt, fh))
     atomic_write(run_dir / "config.toml", lambda fh: fh.write(cfg.to_toml().encode()))
-    # an evaluation of the run as trained no longer describes it: kept under the same suffix
-    # as the checkpoint it scored, so report.html shows none until `dsae evaluate` runs again
-    from .evaluate import EVALUATION_FILES
-
-    for name in EVALUATION_FILES:
-        if (run_dir / name).exists():
-            stem, ext = name.split(".")
-            os.replace(run_dir / name, run_dir / f"{stem}{BEFORE_SUFFIX}.{ext}")
+    # q is untouched, so what reads q alone (cosine.png) still describes the run
+    set_aside(run_dir, EVALUATION_FILES, BEFORE_SUFFIX)
     return record
 
 

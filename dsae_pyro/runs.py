@@ -37,7 +37,20 @@ def default_run_dir(*parts: str) -> Path:
 
 # what a run writes beside its checkpoint, never over a user's own files
 RUN_FILES = ("config.toml", "history.json", "history.csv", "report.html")
+# what `dsae evaluate` writes that scores the run's whole model, and what reads q alone
+EVALUATION_FILES = ("evaluation.json", "evaluation.md", "evaluation.png")
+Q_FILES = ("cosine.png",)
 FORMAT = 1
+
+
+def set_aside(run_dir: Path, names, suffix: str) -> None:
+    """Rename those of `names` that `run_dir` holds to <stem><suffix>.<ext>: scores of a model the
+    run no longer holds are kept under the name of the checkpoint they scored, not lost, and
+    report.html shows none until `dsae evaluate` runs again."""
+    for name in names:
+        if (run_dir / name).exists():
+            stem, ext = name.split(".")
+            os.replace(run_dir / name, run_dir / f"{stem}{suffix}.{ext}")
 
 
 class TrainingError(RuntimeError):
@@ -288,6 +301,8 @@ class Checkpointed:
                               stacklevel=3)
             if write and self.history:
                 write_history(run_dir, self.history)
+            if write and self.count < self.target:  # training moves q and the model on
+                set_aside(run_dir, EVALUATION_FILES + Q_FILES, f"_{self.COUNTER[0]}{self.count}")
         if self.count > self.target:  # config.toml keeps saying what ran
             warnings.warn(f"{run_dir} already holds {self.count} {self.COUNTER}s, more than the "
                           f"{self.target} asked for; nothing to train", stacklevel=3)

@@ -164,6 +164,26 @@ def test_resume_repairs_a_torn_history_and_stale_temporaries(tmp_path, tiny_data
     assert not stale.exists() and not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
 
+def test_resume_sets_aside_the_evaluation_of_the_epoch_it_continues(tmp_path, tiny_data):
+    """An evaluation of epoch 1 no longer describes a run trained on to epoch 2: it is kept as
+    evaluation_e1.* (cosine.png too: q moves), and report.html shows none until it is evaluated
+    again. A resume with nothing to train leaves it where it is."""
+    cfg = tiny_config()
+    cfg.train.epochs = 1
+    fit(cfg, tiny_data, tmp_path, progress=False)
+    names = ("evaluation.json", "evaluation.md", "evaluation.png", "cosine.png")
+    for name in names:
+        (tmp_path / name).write_text(f"epoch 1 {name}")
+    fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
+    assert all((tmp_path / name).exists() for name in names)
+    cfg.train.epochs = 2
+    fit(cfg, tiny_data, tmp_path, resume=True, progress=False)
+    for name in names:
+        stem, ext = name.split(".")
+        assert not (tmp_path / name).exists()
+        assert (tmp_path / f"{stem}_e1.{ext}").read_text() == f"epoch 1 {name}"
+
+
 def test_history_csv_takes_every_column(tmp_path):
     from dsae_pyro.runs import write_history
 
