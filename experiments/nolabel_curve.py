@@ -139,7 +139,7 @@ def hardest_cases(snapshots: list[Path], path: Path, rows: int = 4,
                                     for p in picked])
     fig = clip_figure(torch.stack(images), labels,
                       f"one test clip per value of {' then '.join(cols)}, frame 1; reconstructions")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # long labels stay whole
 
 
 def write_tables(out: Path, title: str, show: bool = True) -> list[dict]:
