@@ -166,8 +166,8 @@ def test_resume_repairs_a_torn_history_and_stale_temporaries(tmp_path, tiny_data
 
 def test_resume_sets_aside_the_evaluation_of_the_epoch_it_continues(tmp_path, tiny_data):
     """An evaluation of epoch 1 no longer describes a run trained on to epoch 2: it is kept as
-    evaluation_e1.* (cosine.png too: q moves), and report.html shows none until it is evaluated
-    again. A resume with nothing to train leaves it where it is."""
+    evaluation_e1.* (cosine.png too: q moves). A resume with nothing to train leaves it where it
+    is."""
     cfg = tiny_config()
     cfg.train.epochs = 1
     fit(cfg, tiny_data, tmp_path, progress=False)
