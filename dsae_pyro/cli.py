@@ -213,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
                        "f). Saves them in the run's "
                        "checkpoint and redraws report.html; "
                        "the run as trained stays beside it as checkpoint_before_prior_fit.pt, "
-                       "and its evaluation as evaluation_before_prior_fit.*. Then `dsae "
-                       "evaluate` the run again.")
+                       "and its evaluation as evaluation_before_prior_fit.* (a second "
+                       "refit keeps what it replaces as *_before_prior_fit2.*, and so on). "
+                       "Then `dsae evaluate` the run again.")
     f.add_argument("checkpoint", help="a run folder or its checkpoint.pt")
     f.add_argument("--z-components", type=_count, default=64,
                    help="Gaussians per step of p(z_1:T) (default 64; 1 refits the single "

@@ -52,6 +52,16 @@ BEFORE_SUFFIX = "_before_prior_fit"
 BEFORE = f"checkpoint{BEFORE_SUFFIX}.pt"  # the run as trained, kept beside the refitted one
 
 
+def before_suffix(run_dir: Path) -> str:
+    """The suffix under which a refit keeps the checkpoint it replaces and that checkpoint's
+    evaluation, as a pair: _before_prior_fit for the first refit (the run as trained),
+    _before_prior_fit<n> for the n-th, so no evaluation is kept beside a model it did not score."""
+    n = 1
+    while (run_dir / f"checkpoint{BEFORE_SUFFIX}{n if n > 1 else ''}.pt").exists():
+        n += 1
+    return f"{BEFORE_SUFFIX}{n if n > 1 else ''}"
+
+
 @torch.no_grad()
 def posterior_params(guide, split: Split, batch_size: int = 128, device="cpu",
                      progress: bool = True) -> Posterior:
@@ -260,8 +270,10 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                 decoder_x_scale: float | None = None) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
-    checkpoint_before_prior_fit.pt): p(z_1:T) as a mixture of `components` Gaussians per step,
-    p(f) as a mixture of `f_components` (0 leaves a prior as it is), and the decoder for
+    checkpoint_before_prior_fit.pt, and what a later refit replaces as
+    checkpoint_before_prior_fit<n>.pt, each with its evaluation): p(z_1:T) as a mixture of
+    `components` Gaussians per step, p(f) as a mixture of `f_components` (0 leaves a prior as it
+    is), and the decoder for
     `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as it is), on draws of q
     (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`), with
     `decoder_readback` times the read-back term added (`readback_nats`; 0: none), under the
@@ -361,12 +373,12 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     ckpt["optim"] = {k: v for k, v in ckpt["optim"].items() if not k.startswith(tuple(refitted))}
     ckpt["config"] = cfg.to_dict()
     ckpt["prior_fit"] = record
-    if not (run_dir / BEFORE).exists():
-        shutil.copyfile(run_dir / CHECKPOINT, run_dir / BEFORE)
+    suffix = before_suffix(run_dir)
+    shutil.copyfile(run_dir / CHECKPOINT, run_dir / f"checkpoint{suffix}.pt")
     atomic_write(run_dir / CHECKPOINT, lambda fh: torch.save(ckpt, fh))
     atomic_write(run_dir / "config.toml", lambda fh: fh.write(cfg.to_toml().encode()))
     # q is untouched, so what reads q alone (cosine.png) still describes the run
-    set_aside(run_dir, EVALUATION_FILES, BEFORE_SUFFIX)
+    set_aside(run_dir, EVALUATION_FILES, suffix)
     return record
 
 

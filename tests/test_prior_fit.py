@@ -277,6 +277,18 @@ def test_refit_decoder_from_the_command_line(tmp_path, tiny_npz, capsys):
     assert not any(k.startswith("model/decoder.") for k in ckpt["optim"])
     assert any(k.startswith("model/decoder.") for k in trained["optim"])
     assert ckpt["config"] == trained["config"]
+    # a second refit keeps the checkpoint it replaces beside the evaluation that scored it, and
+    # leaves the first pair (the run as trained) as it was
+    once = (out / "checkpoint.pt").read_bytes()
+    (out / "evaluation.md").write_text("once refitted")
+    assert main(["refit-prior", str(out), "--z-components", "0", "--decoder-epochs", "1",
+                 "--decoder-lr", "1e-2", "--quiet", "--no-report"]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["prior_fit"]["decoder"]["adopted"]
+    assert (out / "checkpoint_before_prior_fit2.pt").read_bytes() == once
+    assert (out / "evaluation_before_prior_fit2.md").read_text() == "once refitted"
+    assert not (out / "evaluation_before_prior_fit.md").exists()
+    first = load_checkpoint(out / BEFORE)["model"]
+    assert all(torch.equal(v, trained["model"][k]) for k, v in first.items())
     assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-report",
                  "--quiet"]) == 0
 
