@@ -273,9 +273,8 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     checkpoint_before_prior_fit.pt, and what a later refit replaces as
     checkpoint_before_prior_fit<n>.pt, each with its evaluation): p(z_1:T) as a mixture of
     `components` Gaussians per step, p(f) as a mixture of `f_components` (0 leaves a prior as it
-    is), and the decoder for
-    `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as it is), on draws of q
-    (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`), with
+    is), and the decoder for `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as
+    it is), on draws of q (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`), with
     `decoder_readback` times the read-back term added (`readback_nats`; 0: none), under the
     run's likelihood or `decoder_likelihood` with pixel scale `decoder_x_scale` (one of
     REFIT_LIKELIHOODS; the trained decoder is scored under it too, and the run keeps it only if
