@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import MIXTURE_PRIORS
 from .data import data_identity
 from .metrics.disentanglement import disentanglement_markdown, disentanglement_scores
-from .metrics.judge import load_judge
+from .metrics.judge import load_judge, misreadings
 from .metrics.protocol import (
     PUBLISHED,
     dsae_generator,
@@ -85,12 +85,23 @@ def _judged(run, test, judges: list[Path], bounds: dict, draws: int, seed: int, 
     each = "".join(f" Judge {i + 1}: {on_recon(e)}." for i, e in enumerate(rec["judged_each"])
                    ) if len(judges) > 1 else ""
     scores["training"] = supervision(run.cfg)
+
+    def misread(confusions: dict) -> str:
+        def name(head: str, c: int) -> str:
+            return test.schema.motion_name(c) if head == "motion" else f"{head} {c}"
+        return "; ".join(f"{name(k, i)} read as {name(k, j).removeprefix(k + ' ')} on {n} of {m}"
+                         for k, i, j, n, m in misreadings(confusions)) or "none"
+
+    misreads = "".join(
+        f" {'Judge ' + str(i + 1) if len(judges) > 1 else 'The judge'}'s most frequent misreadings"
+        f" of reconstructions (a true class, the class read, on how many of its clips): {misread(c)}."
+        for i, c in enumerate(rec["confusions_each"]))
     table = (f"Training: {scores['training']}.\n\n{who}\n"
              + markdown_table(scores, test.schema, published=d.name == "sprites")) + (
         f"\nReconstruction MSE {rec['mse']:.5f}, PSNR {rec['psnr']:.2f} dB. The judge on "
         "reconstructions (nothing resampled: the ceiling of both tests above"
         + (", mean over judges" if len(judges) > 1 else "") + "): " + on_recon(rec["judged"])
-        + "." + each +
+        + "." + each + misreads +
         f"\nOn {b['clips']} test clips, {b['num_samples']} "
         f"draws each: ELBO {b['elbo']:.1f}, importance-weighted bound {b['iwae']:.1f} nats/clip.\n"
         "\nCosine similarity of posterior means between test clips (Das & Dandi):\n\n"

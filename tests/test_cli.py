@@ -143,6 +143,11 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     judged = scores["reconstruction"]["judged"]  # the judge on reconstructions, every head
     assert set(judged) == {"motion", "body", "bottom", "top", "hair"}
     assert all(0 <= v <= 1 for v in judged.values())
+    (confusions,) = rec["confusions_each"]  # one judge: per head, true class x class read
+    for head, rows in confusions.items():  # rows sum to the clips, the diagonal to the accuracy
+        assert sum(map(sum, rows)) == len(np.load(tiny_npz)["x_test"])
+        assert sum(rows[i][i] for i in range(len(rows))) / sum(map(sum, rows)) == pytest.approx(
+            judged[head])
     assert scores["bounds"]["clips"] == 5
     assert scores["cosine"]["same appearance, other motion"]["pairs"] == 2 * 36  # 2 characters
     html = (run / "report.html").read_text()
@@ -150,6 +155,7 @@ def test_judge_and_evaluate_commands(tmp_path, tiny_npz, capsys):
     md = (run / "evaluation.md").read_text()  # published numbers belong to real Sprites only
     assert "published" not in md and "motion acc (%)" in md
     assert "Judge `judge.pt` (its own accuracy on the real test clips: motion" in md
+    assert "The judge's most frequent misreadings of reconstructions" in md
     assert "<th>H(y|x)</th>" in html  # Markdown tables become HTML tables, escaped pipes kept
     second = tmp_path / "judge1.pt"  # two judges: one set of clips, both judges' spread shown
     assert main(["judge", "train", *data, "--epochs", "1", "--seed", "1", "--out", str(second),

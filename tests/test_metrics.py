@@ -124,3 +124,30 @@ def test_judge_trains_saves_and_guards_its_dataset(tmp_path, split):
     assert torch.allclose(loaded.predict(x)["motion"], judge.predict(x)["motion"])
     with pytest.raises(JudgeError, match="trained on synthetic\\(seed=423\\), not sprites"):
         load_judge(path, "sprites(lpc)")
+
+
+def test_confusions_count_by_hand_and_rank_the_errors(split):
+    """A judge that reads body 0 as body 1, and nothing else wrong: by hand, the split's one
+    body-0 character gives 9 clips (one per motion) in row 0, column 1."""
+    from dsae_pyro.metrics.judge import accuracies, head_confusions, misreadings
+
+    perfect = oracle(split)
+
+    def pale_blind(clips):
+        out = perfect(clips)
+        body = out["body"].argmax(-1)
+        return {**out, "body": torch.eye(6)[torch.where(body == 0, 1, body)]}
+
+    from dsae_pyro.data import to_tensor
+
+    preds = {k: [v.argmax(-1).numpy()] for k, v in pale_blind(to_tensor(split.x)).items()}
+    conf = head_confusions(preds, split)
+    body = np.array(conf["body"])
+    zeros = int((split.attributes[:, 0] == 0).sum())
+    assert zeros > 0 and body[0, 1] == zeros and body[0, 0] == 0
+    assert body.sum() == len(split) and np.trace(body) == len(split) - zeros
+    assert np.trace(np.array(conf["motion"])) == len(split)  # motion read right throughout
+    assert misreadings(conf) == [("body", 0, 1, zeros, zeros)]
+    assert misreadings(head_confusions({k: [split.motion] if k == "motion" else [
+        split.attributes[:, ATTRIBUTES.index(k)]] for k in conf}, split)) == []
+    assert accuracies(pale_blind, split)["body"] == pytest.approx(1 - zeros / len(split))

@@ -65,6 +65,27 @@ def head_accuracies(predictions: dict[str, list[np.ndarray]], split: Split) -> d
     return {k: float((np.concatenate(v) == labels[k]).mean()) for k, v in predictions.items()}
 
 
+def head_confusions(predictions: dict[str, list[np.ndarray]], split: Split
+                    ) -> dict[str, list[list[int]]]:
+    """Per head, the counts of clips of true class i read as class j (row i, column j)."""
+    labels, classes = labels_of(split), split.schema.heads
+    out = {}
+    for k, v in predictions.items():
+        counts = np.zeros((classes[k], classes[k]), dtype=np.int64)
+        np.add.at(counts, (labels[k], np.concatenate(v)), 1)
+        out[k] = counts.tolist()
+    return out
+
+
+def misreadings(confusions: dict[str, list[list[int]]], top: int = 3
+                ) -> list[tuple[str, int, int, int, int]]:
+    """The `top` most frequent errors of one judge, most frequent first: (head, true class, class
+    read, clips, clips of that true class)."""
+    errors = [(k, i, j, n, sum(row)) for k, rows in confusions.items()
+              for i, row in enumerate(rows) for j, n in enumerate(row) if i != j and n]
+    return sorted(errors, key=lambda e: (-e[3], e[0], e[1], e[2]))[:top]
+
+
 @torch.no_grad()
 def accuracies(predict: Callable, split: Split, device="cpu", batch_size: int = 128
                ) -> dict[str, float]:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..data import Schema, Split, to_tensor
 from ..posterior import decode, encode
 from .bounds import importance_bound
-from .judge import head_accuracies
+from .judge import head_accuracies, head_confusions
 
 PUBLISHED = {  # real Sprites, (motion accuracy %, IS, H(y|x), H(y)); DSVAE as reported by S3VAE
     "DSVAE (Li & Mandt; unsupervised)": (90.73, 8.384, 0.072, 2.192),
@@ -104,7 +104,9 @@ def posterior_pass(model, guide, split: Split, batch_size: int = 64, device="cpu
     reconstructions, and the posterior means of f (N, F) and z_1:T (N, T, Z). With a judge's
     `predict` (or a list of judges), also the accuracy per head on the reconstructions, the
     ceiling of both generation tests, what a judge can still read once nothing is resampled:
-    "judged" is the mean over judges, "judged_each" one dict per judge."""
+    "judged" is the mean over judges, "judged_each" one dict per judge, "confusions_each" each
+    judge's confusion counts per head (`head_confusions`): which classes the decoder draws so
+    that they are read as others."""
     judges = _judges(predict) if predict is not None else []
     se, n, fs, zs = 0.0, 0, [], []
     preds: list[dict] = [{} for _ in judges]
@@ -125,6 +127,7 @@ def posterior_pass(model, guide, split: Split, batch_size: int = 64, device="cpu
         each = [head_accuracies(pred, split) for pred in preds]
         stats["judged"] = {k: float(np.mean([e[k] for e in each])) for k in each[0]}
         stats["judged_each"] = each
+        stats["confusions_each"] = [head_confusions(pred, split) for pred in preds]
     return stats, torch.cat(fs), torch.cat(zs)
 
 
