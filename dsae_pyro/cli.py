@@ -61,7 +61,8 @@ _positive, _count, _weight = _at_least(1), _at_least(0), _at_least(0, float)
 # refit-prior's options of the decoder's refit, with their defaults: set without --decoder-epochs
 # they would do nothing, which the command refuses
 _DECODER_REFIT = {"decoder_lr": 1e-4, "decoder_at": "draws", "decoder_readback": 0.0,
-                  "decoder_likelihood": None, "decoder_x_scale": None}
+                  "decoder_likelihood": None, "decoder_x_scale": None,
+                  "decoder_mean_margin": None}
 
 
 def _add_data_args(p: argparse.ArgumentParser, new: str | None = None) -> None:
@@ -247,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
                    "adopted; experiments/README.md, 'A Laplace likelihood')")
     f.add_argument("--decoder-x-scale", type=float, metavar="B",
                    help="its pixel scale, model.x_scale (default: the run's)")
+    f.add_argument("--decoder-mean-margin", type=float, metavar="M",
+                   help="the mean's margin, model.mean_margin: (1 + 2M) sigmoid - M, so that the "
+                   "brightest pixels are reached where the sigmoid still passes a gradient "
+                   "(default: the run's)")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--no-report", action="store_true",
                    help="leave report.html and its figures as they are (default: redraw them "
@@ -428,7 +433,8 @@ def _cmd_refit_prior(args) -> int:
                       decoder_lr=args.decoder_lr, decoder_at=args.decoder_at,
                       decoder_readback=args.decoder_readback,
                       decoder_likelihood=args.decoder_likelihood,
-                      decoder_x_scale=args.decoder_x_scale)
+                      decoder_x_scale=args.decoder_x_scale,
+                      decoder_mean_margin=args.decoder_mean_margin)
     print(describe(rec) + "; " + (
         f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
         if adopted(rec) else "nothing written."))

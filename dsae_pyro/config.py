@@ -69,6 +69,10 @@ class ModelConfig:
     # pixel std of the fixed-scale Gaussian (initial value if learned; each colour's under
     # palette_mixture; the Laplace's scale b, whose std is b * sqrt(2))
     x_scale: float = 0.1
+    # the Gaussian's and the Laplace's mean is (1 + 2 m) sigmoid(out) - m for this margin m, so
+    # that pixels near 0 and 1 (the palest skin's red is 253) are reached at moderate logits,
+    # where the sigmoid still passes a gradient; the picture is clipped to [0, 1]. 0: the sigmoid
+    mean_margin: float = 0.0
     guide: str = "factorized"  # factorized | full | causal
     # what q(f) reads: "frames", a bi-LSTM over the frame encoder's features (Li & Mandt);
     # "palette", the soft presence of 512 reference colours max-pooled over the clip's pixels
@@ -319,7 +323,7 @@ class Config(Sectioned):
                                   "train.refit_decoder_epochs", "train.refit_decoder_readback",
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
                                   "model.decoder_colours"),
-                   unit=("train.beta1", "train.beta2"))
+                   unit=("train.beta1", "train.beta2", "model.mean_margin"))
         for key, site in MIXTURE_PRIORS.items():
             if getattr(m, key) > 1 and self.train.elbo == "meanfield":
                 raise ConfigError(f"model.{key} = {getattr(m, key)} makes {site} a mixture, which "

@@ -71,13 +71,18 @@ class DSAE(nn.Module):
         if self.cfg.likelihood == "laplace":
             # -log p = |x - mean| / b + log 2b per value: minimised by the median of the pixels a
             # decoder input may stand for, where the Gaussian's mean averages two close tones
-            return dist.Laplace(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
-        return dist.Normal(torch.sigmoid(out), scale.expand_as(out)).to_event(4)
+            return dist.Laplace(self.mean_of(out), scale.expand_as(out)).to_event(4)
+        return dist.Normal(self.mean_of(out), scale.expand_as(out)).to_event(4)
+
+    def mean_of(self, out: torch.Tensor) -> torch.Tensor:
+        """The pixel means of the decoder's output: its sigmoid, widened by model.mean_margin."""
+        m = self.cfg.mean_margin
+        return torch.sigmoid(out) * (1 + 2 * m) - m if m else torch.sigmoid(out)
 
     def picture(self, px: dist.Distribution) -> torch.Tensor:
         """The frames (B, T, C, H, W) in [0, 1] that p(x_1:T | f, z_1:T) shows: its mean, or under
         the palette mixture each pixel's likeliest colour (a mean of two close colours is neither)."""
-        return px.mode if isinstance(px, PaletteMixture) else px.mean
+        return px.mode if isinstance(px, PaletteMixture) else px.mean.clamp(0, 1)
 
     def decode(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """The frames that f (B, F) and z (B, T, Z) show (`picture`)."""

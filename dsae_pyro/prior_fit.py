@@ -267,7 +267,8 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                 clips: Split | None = None, decoder_epochs: int = 0,
                 decoder_lr: float = 1e-4, decoder_at: str = "draws",
                 decoder_readback: float = 0.0, decoder_likelihood: str | None = None,
-                decoder_x_scale: float | None = None) -> dict:
+                decoder_x_scale: float | None = None,
+                decoder_mean_margin: float | None = None) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt, and what a later refit replaces as
@@ -277,8 +278,9 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     it is), on draws of q (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`), with
     `decoder_readback` times the read-back term added (`readback_nats`; 0: none), under the
     run's likelihood or `decoder_likelihood` with pixel scale `decoder_x_scale` (one of
-    REFIT_LIKELIHOODS; the trained decoder is scored under it too, and the run keeps it only if
-    the refit is adopted). Returns the fit's record, also kept in the checkpoint: per part ("z",
+    REFIT_LIKELIHOODS) and the mean's margin `decoder_mean_margin` (model.mean_margin; the
+    trained decoder is scored under them too, and the run keeps them only if the refit is
+    adopted). Returns the fit's record, also kept in the checkpoint: per part ("z",
     "f", "decoder"), -E_q[log p] in nats per clip before, after and at each epoch, and whether
     the fit was adopted: a fit that scores worse than what it would replace is not, and with
     none adopted nothing is written.
@@ -297,10 +299,11 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
         raise ValueError(f"decoder_at = {decoder_at!r}: the decoder is refitted on q's "
                          f"'draws' (the ELBO's term) or its 'means'; give one of {REFIT_DECODER_AT}")
     swap = [f"model.{key}={value}" for key, value in
-            (("likelihood", decoder_likelihood), ("x_scale", decoder_x_scale)) if value is not None]
+            (("likelihood", decoder_likelihood), ("x_scale", decoder_x_scale),
+             ("mean_margin", decoder_mean_margin)) if value is not None]
     if swap and not decoder_epochs:
-        raise ValueError("decoder_likelihood and decoder_x_scale set the decoder's refit, which "
-                         "runs only with decoder_epochs >= 1")
+        raise ValueError("decoder_likelihood, decoder_x_scale and decoder_mean_margin set the "
+                         "decoder's refit, which runs only with decoder_epochs >= 1")
     if decoder_likelihood is not None:
         _check_swap(decoder_likelihood)
     if f_components == 1:
@@ -325,6 +328,10 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
             raise ValueError(f"decoder_x_scale = {decoder_x_scale:g} would change nothing: "
                              f"model.likelihood = {target!r} has no pixel scale; leave it out or "
                              f"refit under one that has ({SCALE_NAMES})")
+        if decoder_mean_margin is not None and target == "bernoulli":
+            raise ValueError(f"decoder_mean_margin = {decoder_mean_margin:g} would change nothing: "
+                             "model.likelihood = 'bernoulli' reads the decoder's logits, not a "
+                             "mean; leave it out or refit under 'gaussian', 'laplace' or 'l2'")
     start = time.perf_counter()
     pyro.set_rng_seed(seed)  # q's draws of the training clips
     train = clips if clips is not None else load_dataset(
@@ -350,13 +357,15 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
             overrides.append(wanted["f"])
             refitted.append("model/f_prior.")
     if decoder_epochs:
-        trained = [f"model.{key}={getattr(cfg.model, key)}" for key in ("likelihood", "x_scale")]
+        trained = [f"model.{key}={getattr(cfg.model, key)}"
+                   for key in ("likelihood", "x_scale", "mean_margin")]
         cfg.override(swap)  # the model reads cfg.model: the trained decoder is scored under it too
         record["decoder"] = _refit_decoder(model, train, q, decoder_epochs, decoder_lr, seed,
                                            progress, decoder_at, readback=decoder_readback,
                                            guide=run.guide)
         if swap:
-            record["decoder"].update(likelihood=cfg.model.likelihood, x_scale=cfg.model.x_scale)
+            record["decoder"].update(likelihood=cfg.model.likelihood, x_scale=cfg.model.x_scale,
+                                     mean_margin=cfg.model.mean_margin)
         if record["decoder"]["adopted"]:
             refitted += [f"model/{name}" for name in likelihood_parameters(model)]
             overrides += swap
@@ -400,6 +409,8 @@ def describe(record: dict) -> str:
             term += f" + {r['readback']:g} x read-back of z_1:T under f from p(f)"
         if "likelihood" in r:
             term += f" under model.likelihood = {r['likelihood']}, x_scale {r['x_scale']:g}"
+            if r.get("mean_margin"):
+                term += f", mean_margin {r['mean_margin']:g}"
         said = (f"the decoder, {r['epochs']} passes: {term} "
                 f"{r['nats_before']:.1f} -> {r['nats_after']:.1f} nats a clip")
         lines.append(f"{said}: adopted" if r["adopted"] else

@@ -205,6 +205,25 @@ def test_laplace_likelihood_draws_the_median_not_the_mean():
     assert fitted["gaussian"] == pytest.approx(pixels.mean().item(), abs=0.01)  # 0.778
 
 
+def test_mean_margin_widens_the_sigmoid_and_the_picture_stays_in_range():
+    """m = 0.05: the mean is 1.1 sigmoid(out) - 0.05 (by hand at three logits), so a pixel of
+    253 / 255 is the mean near logit 2.9, where the slope is about 6x that at the plain
+    sigmoid's logit for it (4.8); the picture is clipped to [0, 1]."""
+    cfg, model, _ = build(likelihood="laplace", x_scale=0.5, mean_margin=0.05)
+    out = torch.tensor([0.0, 3.0, 10.0])
+    assert torch.allclose(model.mean_of(out), 1.1 * torch.sigmoid(out) - 0.05)
+    assert model.mean_of(out)[0] == pytest.approx(0.5)
+    assert model.mean_of(torch.tensor(2.9)) == pytest.approx(253 / 255, abs=0.002)
+    assert model.mean_of(torch.tensor(10.0)) > 1.04  # beyond the pixels' range ...
+    model.decoder.forward = lambda f, z: torch.full((2, T, 3, 64, 64), 10.0)
+    f, z = torch.zeros(2, cfg.model.f_dim), torch.zeros(2, T, cfg.model.z_dim)
+    assert model.decode(f, z).max() == 1.0  # ... but not the picture's
+    plain = build(likelihood="laplace", x_scale=0.5)[1]
+    assert torch.equal(plain.mean_of(out), torch.sigmoid(out))  # m = 0: the sigmoid itself
+    with pytest.raises(ConfigError, match="mean_margin"):
+        tiny_config(mean_margin=-0.1).validate()
+
+
 @pytest.mark.parametrize("guide_name,depends", [("causal", True), ("factorized", False),
                                                 ("full", False)])
 def test_only_the_causal_guide_feeds_back_z(guide_name, depends):

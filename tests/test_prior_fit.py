@@ -413,9 +413,10 @@ def test_the_readback_weight_is_checked(tmp_path, capsys):
 
 
 def test_refit_under_another_likelihood(tmp_path, tiny_npz, capsys):
-    """`--decoder-likelihood laplace --decoder-x-scale B` refits a Gaussian run's decoder under a
-    Laplace: the trained decoder is scored under the Laplace too (its nats_before is what the
-    run as trained scores with model.likelihood swapped by hand), and the adopted run keeps it."""
+    """`--decoder-likelihood laplace --decoder-x-scale B --decoder-mean-margin M` refits a
+    Gaussian run's decoder under a Laplace with a widened mean: the trained decoder is scored under
+    them too (its nats_before is what the run as trained scores with model.likelihood and
+    model.mean_margin swapped by hand), and the adopted run keeps them."""
     from dsae_pyro.data import load_dataset
     from dsae_pyro.prior_fit import posterior_params
 
@@ -424,23 +425,28 @@ def test_refit_under_another_likelihood(tmp_path, tiny_npz, capsys):
                  "--out", str(out), "--no-report", *TINY]) == 0
     assert main(["refit-prior", str(out), "--z-components", "0", "--decoder-epochs", "3",
                  "--decoder-lr", "1e-2", "--decoder-likelihood", "laplace",
-                 "--decoder-x-scale", "0.2", "--quiet", "--no-report"]) == 0
+                 "--decoder-x-scale", "0.2", "--decoder-mean-margin", "0.05", "--quiet",
+                 "--no-report"]) == 0
     said = capsys.readouterr().out
-    assert "under model.likelihood = laplace, x_scale 0.2" in said and "adopted" in said
+    assert "under model.likelihood = laplace, x_scale 0.2, mean_margin 0.05" in said
+    assert "adopted" in said
     ckpt = load_checkpoint(out / "checkpoint.pt")
     fit = ckpt["prior_fit"]["decoder"]
-    assert (fit["likelihood"], fit["x_scale"]) == ("laplace", 0.2) and fit["adopted"]
-    assert (ckpt["config"]["model"]["likelihood"], ckpt["config"]["model"]["x_scale"]) == (
-        "laplace", 0.2)
+    assert (fit["likelihood"], fit["x_scale"], fit["mean_margin"]) == ("laplace", 0.2, 0.05)
+    assert fit["adopted"]
+    m = ckpt["config"]["model"]
+    assert (m["likelihood"], m["x_scale"], m["mean_margin"]) == ("laplace", 0.2, 0.05)
     run = load_run(out)
     px = run.model.likelihood(torch.zeros(2, run.cfg.model.f_dim),
                               torch.zeros(2, run.cfg.model.frames, run.cfg.model.z_dim))
     assert isinstance(px.base_dist, torch.distributions.Laplace)
     assert torch.all(px.base_dist.scale == 0.2)
+    assert px.base_dist.loc.min() >= -0.05 and px.base_dist.loc.max() <= 1.05
     # the trained decoder under the Laplace, scored again here by hand
     before = load_run(out / BEFORE)
-    assert before.cfg.model.likelihood == "gaussian"
+    assert (before.cfg.model.likelihood, before.cfg.model.mean_margin) == ("gaussian", 0)
     before.cfg.model.likelihood, before.cfg.model.x_scale = "laplace", 0.2
+    before.cfg.model.mean_margin = 0.05
     pyro.set_rng_seed(0)
     train = load_dataset("npz", str(tiny_npz))["train"]
     q = posterior_params(before.guide, train, progress=False)
@@ -465,6 +471,7 @@ def test_the_likelihood_swap_is_checked(tmp_path, capsys):
     ("gaussian_learned", {"decoder_x_scale": 0.2}, "'gaussian_learned' (the run's own) is"),
     ("bernoulli", {"decoder_x_scale": 0.2}, "'bernoulli' has no pixel scale"),
     ("gaussian", {"decoder_likelihood": "l2", "decoder_x_scale": 0.2}, "'l2' has no pixel scale"),
+    ("bernoulli", {"decoder_mean_margin": 0.05}, "'bernoulli' reads the decoder's logits"),
 ])
 def test_the_swap_is_checked_against_the_run(tmp_path, tiny_npz, likelihood, swap, says):
     """A run whose likelihood holds parameters keeps it; a scale that the likelihood does not read
