@@ -57,7 +57,8 @@ def decoder_refit(record: dict | None) -> str:
             + (f" + {record['readback']:g} x read-back" if record.get("readback") else "")
             + (f", {record['likelihood']}" if "likelihood" in record else "")
             + (f" {SCALE_NAMES[record['likelihood']]}={record['x_scale']:g}"
-               if record.get("likelihood") in SCALE_NAMES else ""))
+               if record.get("likelihood") in SCALE_NAMES else "")
+            + (f", mean margin {record['mean_margin']:g}" if record.get("mean_margin") else ""))
 
 
 def table(rows: list[dict]) -> str:

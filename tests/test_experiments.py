@@ -28,6 +28,7 @@ SCRIPTS = {
     "probe_f.py": ["out/factorized-lstm"],  # after ablation.sh
     "seeds_table.py": ["out/factorized-lstm", "out/full-lstm", "--out", "seeds"],  # same
     "latent_swaps.py": ["out/factorized-lstm", "out/judge.pt", "--clips", "18"],  # same
+    "skin_tones.py": ["out/factorized-lstm", "--judge", "out/judge.pt", "--body", "4"],  # same
     "dsprites_sample.py": ["sample.png"],
     "dsprites_factor_gain.py": ["--shifts", "0"],
     "frozen_channels_last.py": [],
@@ -81,6 +82,12 @@ def test_ablation_then_probe(workdir):
         "nothing (reconstruction)"]
     assert all(line.endswith("18 clips") for line in out)
     assert all(f"{a} " in line for line in out[2:] for a in ("body", "bottom", "top", "hair"))
+    out = run("skin_tones.py", SCRIPTS["skin_tones.py"], workdir).splitlines()
+    assert out[0].startswith("body 4: 9 test clips; its skin tones [(")  # one test character
+    reads = [line for line in out if line.startswith("read as body ")]
+    assert sum(int(line.split(" on ")[1].split()[0]) for line in reads) == 9
+    if any(not line.startswith("read as body 4 ") for line in reads):  # a misreading: recoloured
+        assert out[-1].startswith("real clips of body 4, all its tones as drawn where body")
     out = run("seeds_table.py", SCRIPTS["seeds_table.py"], workdir)
     assert "| factorized-lstm | 0 |" in out and "| mean ± std over 2 runs |" in out
     assert "| one Gaussian | as trained |" in out  # neither prior nor decoder refitted
@@ -217,6 +224,9 @@ def test_seeds_table_names_the_decoder_refit():
         "3 passes + 1 x read-back, gaussian std=0.5")
     assert seeds.decoder_refit({**refit, "likelihood": "bernoulli", "x_scale": 0.5}) == (
         "3 passes + 1 x read-back, bernoulli")  # which has no scale
+    assert seeds.decoder_refit({**refit, "likelihood": "laplace", "x_scale": 5.0,
+                                "mean_margin": 0.05}) == (
+        "3 passes + 1 x read-back, laplace b=5, mean margin 0.05")
 
 
 @pytest.mark.parametrize("script", sorted(s for s in SCRIPTS if s.endswith(".py")
