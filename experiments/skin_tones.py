@@ -64,17 +64,18 @@ def main(argv=None) -> None:
     tones = skin_tones(test, args.body)
     print(f"body {args.body}: {len(sel)} test clips; its skin tones {tones}")
 
+    x0 = test.x[sel]
+    masks = [np.all(x0 == np.array(t, dtype=np.uint8), axis=-1) for t in tones]  # per tone
     rows = []  # per clip: the class read, then each tone's mean drawn RGB
     with torch.no_grad():
         for i in range(0, len(sel), 64):
-            idx = sel[i:i + 64]
-            recon = decode(run.model, encode(run.guide, to_tensor(test.x[idx])).as_data())
+            recon = decode(run.model, encode(run.guide, to_tensor(x0[i:i + 64])).as_data())
             read = by.predict(recon)["body"].argmax(-1).numpy()
             drawn = (recon.permute(0, 1, 3, 4, 2) * 255).cpu().numpy()
-            for j, k in enumerate(idx):
+            for j in range(len(drawn)):
                 row = [read[j]]
-                for t in tones:
-                    on = np.all(test.x[k] == np.array(t, dtype=np.uint8), axis=-1)
+                for mask in masks:
+                    on = mask[i + j]
                     row += list(drawn[j][on].mean(0)) if on.any() else [np.nan] * 3
                 rows.append(row)
     rows = np.array(rows)
@@ -91,8 +92,6 @@ def main(argv=None) -> None:
     c = max(wrong, key=lambda c: int((rows[:, 0] == c).sum()))  # the commonest misreading
     means = drawn_means[c]
 
-    x0 = test.x[sel]
-    masks = [np.all(x0 == np.array(t, dtype=np.uint8), axis=-1) for t in tones]
     for n in [*range(len(tones)), None]:  # one tone at a time, then all of them
         x = x0.copy()
         for m, (mask, mean) in enumerate(zip(masks, means, strict=True)):

@@ -129,6 +129,7 @@ def test_judge_trains_saves_and_guards_its_dataset(tmp_path, split):
 def test_confusions_count_by_hand_and_rank_the_errors(split):
     """A judge that reads body 0 as body 1, and nothing else wrong: by hand, the split's one
     body-0 character gives 9 clips (one per motion) in row 0, column 1."""
+    from dsae_pyro.data import to_tensor
     from dsae_pyro.metrics.judge import accuracies, head_confusions, misreadings
 
     perfect = oracle(split)
@@ -137,8 +138,6 @@ def test_confusions_count_by_hand_and_rank_the_errors(split):
         out = perfect(clips)
         body = out["body"].argmax(-1)
         return {**out, "body": torch.eye(6)[torch.where(body == 0, 1, body)]}
-
-    from dsae_pyro.data import to_tensor
 
     preds = {k: [v.argmax(-1).numpy()] for k, v in pale_blind(to_tensor(split.x)).items()}
     conf = head_confusions(preds, split)
