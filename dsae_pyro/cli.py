@@ -62,7 +62,7 @@ _positive, _count, _weight = _at_least(1), _at_least(0), _at_least(0, float)
 # they would do nothing, which the command refuses
 _DECODER_REFIT = {"decoder_lr": 1e-4, "decoder_at": "draws", "decoder_readback": 0.0,
                   "decoder_likelihood": None, "decoder_x_scale": None,
-                  "decoder_mean_margin": None}
+                  "decoder_mean_margin": None, "decoder_refine": None}
 
 
 def _add_data_args(p: argparse.ArgumentParser, new: str | None = None) -> None:
@@ -252,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="the mean's margin, model.mean_margin: (1 + 2M) sigmoid - M, so that the "
                    "brightest pixels are reached where the sigmoid still passes a gradient "
                    "(default: the run's)")
+    f.add_argument("--decoder-refine", type=_positive, metavar="W",
+                   help="give the decoder a head of W channels at the frames' full resolution "
+                   "(model.decoder_refine) before its refit, one that starts drawing what the "
+                   "decoder drew and can then sharpen 1-pixel outlines; kept if the refit is "
+                   "adopted (default: none)")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--no-report", action="store_true",
                    help="leave report.html and its figures as they are (default: redraw them "
@@ -434,7 +439,8 @@ def _cmd_refit_prior(args) -> int:
                       decoder_readback=args.decoder_readback,
                       decoder_likelihood=args.decoder_likelihood,
                       decoder_x_scale=args.decoder_x_scale,
-                      decoder_mean_margin=args.decoder_mean_margin)
+                      decoder_mean_margin=args.decoder_mean_margin,
+                      decoder_refine=args.decoder_refine)
     print(describe(rec) + "; " + (
         f"saved in {_run_dir(args) / 'checkpoint.pt'}. Evaluate it again with `dsae evaluate`."
         if adopted(rec) else "nothing written."))

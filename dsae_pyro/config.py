@@ -107,6 +107,11 @@ class ModelConfig:
     # true: f also modulates every hidden layer of the decoder (nets.FiLM), a direct path from the
     # appearance to the high-resolution layers that draw skin and clothes
     decoder_film: bool = False
+    # W > 0: a head of W channels at the frames' full resolution redraws the decoder's output
+    # from each pixel's drawn neighbours and f (nets.Refiner): the last transposed conv draws a
+    # 1-pixel outline from a 32x32 grid, so the palest skin's outline came out mid-toned.
+    # `dsae refit-prior --decoder-refine W` gives a trained run one. 0: none
+    decoder_refine: int = 0
     frames: int = 8
     image_channels: int = 3
     image_size: int = 64
@@ -322,7 +327,7 @@ class Config(Sectioned):
                                   "train.keep", "train.nce_f_weight", "train.refit_z_components",
                                   "train.refit_decoder_epochs", "train.refit_decoder_readback",
                                   "train.nce_z_weight", "train.mi_weight", "train.swap_weight",
-                                  "model.decoder_colours"),
+                                  "model.decoder_colours", "model.decoder_refine"),
                    unit=("train.beta1", "train.beta2", "model.mean_margin"))
         for key, site in MIXTURE_PRIORS.items():
             if getattr(m, key) > 1 and self.train.elbo == "meanfield":

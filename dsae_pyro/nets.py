@@ -127,11 +127,40 @@ class FiLM(nn.Module):
         return h * (1 + gamma) + beta
 
 
+class Refiner(nn.Module):
+    """A head at the frames' own resolution on a decoder's output h (N, C, H, W):
+    h + out(r), r from `layers` 3x3 convs of `width` channels on h, each modulated by f (FiLM).
+    The decoder's last layer is a stride-2 transposed conv, so nothing it has sees the pixels
+    it draws beside each other; this head does, and can set a 1-pixel outline to the tone that
+    the skin drawn beside it (and f) name. `start_as_identity` zeroes `out`, so a trained
+    decoder given one draws what it drew before (`add_refiner`)."""
+
+    def __init__(self, channels: int, width: int, f_dim: int, layers: int = 2):
+        super().__init__()
+        self.hidden = nn.ModuleList(nn.Conv2d(channels if i == 0 else width, width, 3, padding=1)
+                                    for i in range(layers))
+        self.films = nn.ModuleList(FiLM(f_dim, width) for _ in range(layers))
+        self.out = nn.Conv2d(width, channels, 3, padding=1)
+
+    @torch.no_grad()
+    def start_as_identity(self) -> Refiner:
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        return self
+
+    def forward(self, h: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        r = h
+        for conv, film in zip(self.hidden, self.films, strict=True):
+            r = film(nn.functional.leaky_relu(conv(r), 0.2), f)
+        return h + self.out(r)
+
+
 class _Decoder(nn.Module):
     """(f, z_1:T) -> per-pixel output (B, T, C, H, W): `fc` on [f, z_t] reshaped to `grid`, then
     the upsampling stack `deconv`. With cfg.decoder_film, f also modulates the output of every
     activation of `deconv` (FiLM), so the late, high-resolution layers read the appearance
-    directly rather than only through the 4x4 grid."""
+    directly rather than only through the 4x4 grid; with cfg.decoder_refine = W, a `Refiner` of
+    W channels redraws the output at full resolution."""
 
     def _add_film(self, cfg: ModelConfig) -> None:
         """FiLM after each activation of `deconv` (none without cfg.decoder_film); `film_at`
@@ -142,6 +171,8 @@ class _Decoder(nn.Module):
                        if isinstance(m, nn.ConvTranspose2d)) for i in acts]
         self.films = nn.ModuleList(FiLM(cfg.f_dim, w) for w in widths)
         self.film_at = {i: film for i, film in zip(acts, self.films, strict=True)}
+        self.refine = (Refiner(cfg.image_channels, cfg.decoder_refine, cfg.f_dim)
+                       if cfg.decoder_refine else None)
 
     def forward(self, f: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         b, t = z.shape[:2]
@@ -151,6 +182,8 @@ class _Decoder(nn.Module):
             h = layer(h)
             if i in self.film_at:
                 h = self.film_at[i](h, f_t)
+        if self.refine is not None:
+            h = self.refine(h, f_t)
         return h.reshape(b, t, *self.cfg.image_shape)
 
 
@@ -248,6 +281,27 @@ def make_decoder(cfg: ModelConfig) -> nn.Module:
     if cfg.decoder_colours:
         return ColourMixDecoder(cfg, DECODERS[cfg.decoder])
     return DECODERS[cfg.decoder](cfg)
+
+
+def _drawing(decoder: nn.Module) -> _Decoder:
+    """The decoder that draws the output channels (the colour-mix decoder's weights)."""
+    return decoder.weights if isinstance(decoder, ColourMixDecoder) else decoder
+
+
+def add_refiner(decoder: nn.Module, width: int, f_dim: int) -> Refiner:
+    """Give a trained decoder a `Refiner` of `width` channels that starts as the identity, on the
+    same device; returns it (model.decoder_refine, `dsae refit-prior --decoder-refine`)."""
+    inner = _drawing(decoder)
+    if inner.refine is not None:
+        raise ValueError("this decoder has a refiner already")
+    like = next(inner.parameters())
+    inner.refine = Refiner(inner.cfg.image_channels, width, f_dim).to(like).start_as_identity()
+    return inner.refine
+
+
+def remove_refiner(decoder: nn.Module) -> None:
+    """Undo `add_refiner`."""
+    _drawing(decoder).refine = None
 
 
 class GaussianHead(nn.Module):

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from .config import REFIT_DECODER_AT, REFIT_LIKELIHOODS, SCALE_NAMES
 from .data import Split, load_dataset, to_tensor
+from .nets import add_refiner, remove_refiner
 from .posterior import Posterior, encode, evaluating, read_back
 from .priors import StaticPrior, make_prior
 from .runs import CHECKPOINT, EVALUATION_FILES, atomic_write, load_checkpoint, set_aside
@@ -268,22 +269,26 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                 decoder_lr: float = 1e-4, decoder_at: str = "draws",
                 decoder_readback: float = 0.0, decoder_likelihood: str | None = None,
                 decoder_x_scale: float | None = None,
-                decoder_mean_margin: float | None = None) -> dict:
+                decoder_mean_margin: float | None = None,
+                decoder_refine: int | None = None) -> dict:
     """Refit the priors of the run in `path` (a run folder) on q of its training clips and save
     them in the run's checkpoint (the run as trained stays beside it, as
     checkpoint_before_prior_fit.pt, and what a later refit replaces as
     checkpoint_before_prior_fit<n>.pt, each with its evaluation): p(z_1:T) as a mixture of
     `components` Gaussians per step, p(f) as a mixture of `f_components` (0 leaves a prior as it
     is), and the decoder for `decoder_epochs` passes at Adam's rate `decoder_lr` (0 leaves it as
-    it is), on draws of q (the ELBO's term) or, with decoder_at="means", on q's means (`fit_decoder`), with
-    `decoder_readback` times the read-back term added (`readback_nats`; 0: none), under the
-    run's likelihood or `decoder_likelihood` with pixel scale `decoder_x_scale` (one of
-    REFIT_LIKELIHOODS) and the mean's margin `decoder_mean_margin` (model.mean_margin; the
-    trained decoder is scored under them too, and the run keeps them only if the refit is
-    adopted). Returns the fit's record, also kept in the checkpoint: per part ("z",
-    "f", "decoder"), -E_q[log p] in nats per clip before, after and at each epoch, and whether
-    the fit was adopted: a fit that scores worse than what it would replace is not, and with
-    none adopted nothing is written.
+    it is), on draws of q (the ELBO's term) or, with decoder_at="means", on q's means
+    (`fit_decoder`), with `decoder_readback` times the read-back term added (`readback_nats`;
+    0: none), under the run's likelihood or `decoder_likelihood` with pixel scale
+    `decoder_x_scale` (one of REFIT_LIKELIHOODS) and the mean's margin `decoder_mean_margin`
+    (model.mean_margin; the trained decoder is scored under them too, and the run keeps them
+    only if the refit is adopted), the decoder given first a full-resolution head of
+    `decoder_refine` channels that starts as the identity (model.decoder_refine, nets.Refiner;
+    kept only if adopted).
+    Returns the fit's record, also kept in the checkpoint: per part ("z", "f", "decoder"),
+    -E_q[log p] in nats per clip before, after and at each epoch, and whether the fit was
+    adopted: a fit that scores worse than what it would replace is not, and with none adopted
+    nothing is written.
     `clips`: the training split when the caller holds it already (otherwise it is loaded)."""
     from .train import Run
 
@@ -301,9 +306,13 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
     swap = [f"model.{key}={value}" for key, value in
             (("likelihood", decoder_likelihood), ("x_scale", decoder_x_scale),
              ("mean_margin", decoder_mean_margin)) if value is not None]
-    if swap and not decoder_epochs:
-        raise ValueError("decoder_likelihood, decoder_x_scale and decoder_mean_margin set the "
-                         "decoder's refit, which runs only with decoder_epochs >= 1")
+    if (swap or decoder_refine is not None) and not decoder_epochs:
+        raise ValueError("decoder_likelihood, decoder_x_scale, decoder_mean_margin and "
+                         "decoder_refine set the decoder's refit, which runs only with "
+                         "decoder_epochs >= 1")
+    if decoder_refine is not None and not decoder_refine >= 1:
+        raise ValueError(f"decoder_refine = {decoder_refine}: the refiner's width is 1 channel or "
+                         "more; leave it out for none")
     if decoder_likelihood is not None:
         _check_swap(decoder_likelihood)
     if f_components == 1:
@@ -320,7 +329,11 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
               if k}
     # the config's own checks (a mixture has no closed-form KL under meanfield, a scale is > 0),
     # before any work
-    Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()) + swap)
+    refine = [f"model.decoder_refine={decoder_refine}"] if decoder_refine else []
+    Run.CONFIG.from_dict(cfg.to_dict()).override(list(wanted.values()) + swap + refine)
+    if refine and cfg.model.decoder_refine:
+        raise ValueError(f"the run's decoder has a refiner already (model.decoder_refine = "
+                         f"{cfg.model.decoder_refine}); refit it without decoder_refine")
     if swap:
         _check_swap(cfg.model.likelihood, "(the run's own) ")
         target = decoder_likelihood or cfg.model.likelihood
@@ -358,19 +371,25 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
             refitted.append("model/f_prior.")
     if decoder_epochs:
         trained = [f"model.{key}={getattr(cfg.model, key)}"
-                   for key in ("likelihood", "x_scale", "mean_margin")]
-        cfg.override(swap)  # the model reads cfg.model: the trained decoder is scored under it too
+                   for key in ("likelihood", "x_scale", "mean_margin", "decoder_refine")]
+        cfg.override(swap + refine)  # the model reads cfg.model: the trained decoder is scored
+        if decoder_refine:           # under it too, and the refiner starts as the identity
+            add_refiner(model.decoder, decoder_refine, cfg.model.f_dim)
         record["decoder"] = _refit_decoder(model, train, q, decoder_epochs, decoder_lr, seed,
                                            progress, decoder_at, readback=decoder_readback,
                                            guide=run.guide)
         if swap:
             record["decoder"].update(likelihood=cfg.model.likelihood, x_scale=cfg.model.x_scale,
                                      mean_margin=cfg.model.mean_margin)
+        if refine:
+            record["decoder"]["refine"] = decoder_refine
         if record["decoder"]["adopted"]:
             refitted += [f"model/{name}" for name in likelihood_parameters(model)]
-            overrides += swap
+            overrides += swap + refine
         else:
             cfg.override(trained)
+            if decoder_refine:
+                remove_refiner(model.decoder)
     record["seconds"] = time.perf_counter() - start
     if not refitted:
         return record
@@ -411,6 +430,8 @@ def describe(record: dict) -> str:
             term += f" under model.likelihood = {r['likelihood']}, x_scale {r['x_scale']:g}"
             if r.get("mean_margin"):
                 term += f", mean_margin {r['mean_margin']:g}"
+        if r.get("refine"):
+            term += f", with a refiner of {r['refine']} channels at full resolution"
         said = (f"the decoder, {r['epochs']} passes: {term} "
                 f"{r['nats_before']:.1f} -> {r['nats_after']:.1f} nats a clip")
         lines.append(f"{said}: adopted" if r["adopted"] else

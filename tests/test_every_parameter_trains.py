@@ -33,7 +33,8 @@ CASES += [{"f_encoder": "palette"}, {"z_encoder": "silhouette"}, {"decoder_colou
           {"decoder_colours": 3, "colour_table": "global", "likelihood": "palette_mixture"},
           {"decoder_colours": 3, "decoder": "improved", **IMPROVED_DECODER},
           {"decoder_film": True}, {"decoder_film": True, "decoder": "improved", **IMPROVED_DECODER},
-          {"decoder_widths": [6, 5, 7, 8]}, {"prior_components": 3}, {"f_prior_components": 3},
+          {"decoder_widths": [6, 5, 7, 8]}, {"decoder_refine": 3}, {"prior_components": 3},
+          {"f_prior_components": 3},
           {"prior": "improved", "prior_components": 3}]
 
 

@@ -13,7 +13,7 @@ from dsae_pyro.data import to_tensor
 from dsae_pyro.data.views import mirror, recolour, shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import GUIDES, make_guide, silhouette
 from dsae_pyro.model import DSAE, z_site
-from dsae_pyro.nets import PaletteEncoder
+from dsae_pyro.nets import PaletteEncoder, Refiner, add_refiner, remove_refiner
 from dsae_pyro.posterior import use_mean
 from dsae_pyro.priors import RemixedLSTMPrior
 
@@ -290,6 +290,46 @@ def test_film_decoder_starts_as_the_plain_one_and_lets_f_set_every_hidden_layer(
         g = f + 1.0
         assert torch.equal(plain(f, z), plain(g, z))
         assert not torch.allclose(film(f, z), film(g, z))
+
+
+@pytest.mark.parametrize("sizes", [{}, {"decoder_colours": 3}])
+def test_a_refiner_added_to_a_decoder_starts_as_the_identity_and_reads_neighbours(sizes):
+    """add_refiner: the decoder draws exactly what it drew before, until the refiner's weights
+    move; then a pixel's output depends on its neighbours' (a 3x3 conv at full resolution) and
+    on f. A decoder built with model.decoder_refine = W has the same parameters, so its
+    checkpoint loads into the refitted run."""
+    torch.manual_seed(0)
+    cfg = tiny_config(**sizes).model
+    decoder = DSAE(cfg).decoder.eval()
+    f, z = torch.randn(2, cfg.f_dim), torch.randn(2, T, cfg.z_dim)
+    with torch.no_grad():
+        before = decoder(f, z)
+        refiner = add_refiner(decoder, 5, cfg.f_dim)
+        assert torch.equal(decoder(f, z), before)
+        with pytest.raises(ValueError, match="has a refiner already"):
+            add_refiner(decoder, 5, cfg.f_dim)
+        torch.nn.init.normal_(refiner.out.weight, std=0.1)
+        for film in refiner.films:
+            torch.nn.init.normal_(film.affine.weight)
+        assert not torch.allclose(decoder(f, z), before)
+        assert not torch.allclose(decoder(f + 1, z), decoder(f, z))
+        # one input pixel changed moves its 3-layer neighbourhood (7x7), nothing further
+        channels = before.shape[2]
+        h = torch.randn(1, channels, 16, 16)
+        g = h.clone()
+        g[0, :, 8, 8] += 1
+        moved = (refiner(g, f[:1]) - refiner(h, f[:1])).abs().sum(0)[0] > 0
+        assert moved[8, 7] and moved[5, 8] and moved[11, 11]
+        assert not moved[4, 8] and not moved[8, 12] and not moved[0, 0]
+    built = DSAE(tiny_config(decoder_refine=5, **sizes).model).decoder
+    assert built.state_dict().keys() == decoder.state_dict().keys()
+    assert any(isinstance(m, Refiner) for m in built.modules())
+    remove_refiner(decoder)
+    assert not any(isinstance(m, Refiner) for m in decoder.modules())
+    with torch.no_grad():
+        assert torch.equal(decoder(f, z), before)
+    with pytest.raises(ConfigError, match="model.decoder_refine must be a finite number >= 0"):
+        tiny_config().override(["model.decoder_refine=-1"])
 
 
 def _last_weight_layer(decoder):

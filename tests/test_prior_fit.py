@@ -483,3 +483,45 @@ def test_the_swap_is_checked_against_the_run(tmp_path, tiny_npz, likelihood, swa
     with pytest.raises(ValueError, match=re.escape(says)):
         refit_prior(out, 0, decoder_epochs=1, progress=False, **swap)
     assert not (out / BEFORE).exists()  # nothing written
+
+
+def test_refit_with_a_refiner(tmp_path, tiny_npz, capsys):
+    """`--decoder-refine W` gives the trained decoder a full-resolution head before its refit:
+    the trained decoder scores the same with it (it starts as the identity: nats_before is what
+    the run as trained scores, by hand), the adopted run keeps it (model.decoder_refine = W, its
+    weights moved off zero), loads, resumes training, and refuses a second one."""
+    from dsae_pyro.data import load_dataset
+    from dsae_pyro.nets import Refiner
+    from dsae_pyro.prior_fit import posterior_params
+
+    out = tmp_path / "run"
+    assert main(["train", "--data", "npz", "--data-path", str(tiny_npz), "--epochs", "1",
+                 "--out", str(out), "--no-report", *TINY]) == 0
+    assert main(["refit-prior", str(out), "--z-components", "0", "--decoder-epochs", "3",
+                 "--decoder-lr", "1e-2", "--decoder-refine", "3", "--quiet",
+                 "--no-report"]) == 0
+    said = capsys.readouterr().out
+    assert "with a refiner of 3 channels at full resolution" in said and "adopted" in said
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    fit = ckpt["prior_fit"]["decoder"]
+    assert fit["adopted"] and fit["refine"] == 3 and ckpt["config"]["model"]["decoder_refine"] == 3
+    out_weight = [v for k, v in ckpt["model"].items() if "refine.out.weight" in k]
+    assert len(out_weight) == 1 and out_weight[0].abs().sum() > 0
+    run = load_run(out)
+    assert sum(isinstance(m, Refiner) for m in run.model.modules()) == 1
+    before = load_run(out / BEFORE)
+    assert before.cfg.model.decoder_refine == 0
+    pyro.set_rng_seed(0)
+    train = load_dataset("npz", str(tiny_npz))["train"]
+    q = posterior_params(before.guide, train, progress=False)
+    before.model.eval()
+    assert likelihood_nats(before.model, train, q) == pytest.approx(fit["nats_before"], rel=1e-5)
+    with pytest.raises(ValueError, match="has a refiner already"):
+        refit_prior(out, 0, decoder_epochs=1, decoder_refine=3, progress=False)
+    with pytest.raises(SystemExit, match="--decoder-refine sets the decoder's refit"):
+        main(["refit-prior", str(out), "--decoder-refine", "4"])
+    with pytest.raises(SystemExit):
+        main(["refit-prior", str(out), "--decoder-epochs", "1", "--decoder-refine", "0"])
+    assert "--decoder-refine: must be at least 1" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--no-report",
+                 "--quiet"]) == 0
