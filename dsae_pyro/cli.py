@@ -255,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--decoder-refine", type=_positive, metavar="W",
                    help="give the decoder a head of W channels at the frames' full resolution "
                    "(model.decoder_refine) before its refit, one that starts drawing what the "
-                   "decoder drew and can then sharpen 1-pixel outlines; kept if the refit is "
-                   "adopted (default: none)")
+                   "decoder drew and can then redraw each pixel from its neighbours; kept if the "
+                   "refit is adopted (default: none; experiments/README.md, 'The Laplace refit "
+                   "on a third seed, and a head at full resolution')")
     f.add_argument("--seed", type=int, default=0, help="the draws of q and the batch order")
     f.add_argument("--no-report", action="store_true",
                    help="leave report.html and its figures as they are (default: redraw them "

@@ -131,8 +131,9 @@ class Refiner(nn.Module):
     """A head at the frames' own resolution on a decoder's output h (N, C, H, W):
     h + out(r), r from `layers` 3x3 convs of `width` channels on h, each modulated by f (FiLM).
     The decoder's last layer is a stride-2 transposed conv, so nothing it has sees the pixels
-    it draws beside each other; this head does, and can set a 1-pixel outline to the tone that
-    the skin drawn beside it (and f) name. `start_as_identity` zeroes `out`, so a trained
+    it draws beside each other; this head does, and can redraw a pixel from the tones drawn
+    beside it and f (on real Sprites it restored the palest skin's highlight and shadow more
+    than its 1-pixel outline; experiments/README.md). `start_as_identity` zeroes `out`, so a trained
     decoder given one draws what it drew before (`add_refiner`)."""
 
     def __init__(self, channels: int, width: int, f_dim: int, layers: int = 2):
