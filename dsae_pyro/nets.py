@@ -163,9 +163,10 @@ class _Decoder(nn.Module):
     directly rather than only through the 4x4 grid; with cfg.decoder_refine = W, a `Refiner` of
     W channels redraws the output at full resolution."""
 
-    def _add_film(self, cfg: ModelConfig) -> None:
-        """FiLM after each activation of `deconv` (none without cfg.decoder_film); `film_at`
-        maps a layer's index to its FiLM."""
+    def _add_heads(self, cfg: ModelConfig) -> None:
+        """The paths from f beside `fc`: FiLM after each activation of `deconv` (none without
+        cfg.decoder_film; `film_at` maps a layer's index to its FiLM) and the `Refiner` on the
+        output (None without cfg.decoder_refine)."""
         acts = [i for i, m in enumerate(self.deconv) if isinstance(m, (nn.LeakyReLU, nn.ReLU))
                 ] if cfg.decoder_film else []
         widths = [next(m.out_channels for m in reversed(self.deconv[:i])
@@ -210,7 +211,7 @@ class FrameDecoder(_Decoder):
             if i < len(chans) - 1:
                 layers += [nn.BatchNorm2d(c_out), _act()]
         self.deconv = nn.Sequential(*layers)
-        self._add_film(cfg)
+        self._add_heads(cfg)
 
 
 class MLPDeconvDecoder(_Decoder):
@@ -229,7 +230,7 @@ class MLPDeconvDecoder(_Decoder):
         for _ in range(4):
             ups += [nn.ConvTranspose2d(c, c, 3, 2, 1, output_padding=1), nn.ReLU()]
         self.deconv = nn.Sequential(*ups, nn.ConvTranspose2d(c, cfg.image_channels, 3, 1, 1))
-        self._add_film(cfg)
+        self._add_heads(cfg)
 
 
 class ColourMixDecoder(nn.Module):
@@ -289,15 +290,15 @@ def _drawing(decoder: nn.Module) -> _Decoder:
     return decoder.weights if isinstance(decoder, ColourMixDecoder) else decoder
 
 
-def add_refiner(decoder: nn.Module, width: int, f_dim: int) -> Refiner:
+def add_refiner(decoder: nn.Module, width: int) -> Refiner:
     """Give a trained decoder a `Refiner` of `width` channels that starts as the identity, on the
     same device; returns it (model.decoder_refine, `dsae refit-prior --decoder-refine`)."""
     inner = _drawing(decoder)
     if inner.refine is not None:
         raise ValueError("this decoder has a refiner already")
     like = next(inner.parameters())
-    inner.refine = Refiner(inner.cfg.image_channels, width, f_dim).to(like).start_as_identity()
-    return inner.refine
+    inner.refine = Refiner(inner.cfg.image_channels, width, inner.cfg.f_dim).to(like)
+    return inner.refine.start_as_identity()
 
 
 def remove_refiner(decoder: nn.Module) -> None:

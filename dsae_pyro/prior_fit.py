@@ -374,7 +374,7 @@ def refit_prior(path: str | os.PathLike, components: int = 64, f_components: int
                    for key in ("likelihood", "x_scale", "mean_margin", "decoder_refine")]
         cfg.override(swap + refine)  # the model reads cfg.model: the trained decoder is scored
         if decoder_refine:           # under it too, and the refiner starts as the identity
-            add_refiner(model.decoder, decoder_refine, cfg.model.f_dim)
+            add_refiner(model.decoder, decoder_refine)
         record["decoder"] = _refit_decoder(model, train, q, decoder_epochs, decoder_lr, seed,
                                            progress, decoder_at, readback=decoder_readback,
                                            guide=run.guide)

@@ -304,10 +304,10 @@ def test_a_refiner_added_to_a_decoder_starts_as_the_identity_and_reads_neighbour
     f, z = torch.randn(2, cfg.f_dim), torch.randn(2, T, cfg.z_dim)
     with torch.no_grad():
         before = decoder(f, z)
-        refiner = add_refiner(decoder, 5, cfg.f_dim)
+        refiner = add_refiner(decoder, 5)
         assert torch.equal(decoder(f, z), before)
         with pytest.raises(ValueError, match="has a refiner already"):
-            add_refiner(decoder, 5, cfg.f_dim)
+            add_refiner(decoder, 5)
         torch.nn.init.normal_(refiner.out.weight, std=0.1)
         for film in refiner.films:
             torch.nn.init.normal_(film.affine.weight)
