@@ -256,6 +256,32 @@ def bench_objectives(cfg: Config, device: torch.device, x: torch.Tensor, repeats
     return side_by_side(steps, repeats, device, warmup=1)
 
 
+def bench_refine(cfg: Config, device: torch.device, clips, widths: Sequence[int], repeats: int
+                 ) -> dict[tuple[str, int], float]:
+    """Median seconds per step of `cfg`'s networks on the clips `clips` (a Split) without the
+    decoder's head at full resolution (width 0) and with one of each width in `widths`
+    (model.decoder_refine), side by side, keyed by (step, width): a `dsae train` step ("training
+    step") and a step of the decoder's refit as `cfg`'s train.refit_decoder_* settings make it
+    ("decoder refit step": `prior_fit.fit_decoder` on one batch)."""
+    from .data import to_tensor
+    from .prior_fit import fit_decoder, posterior_params
+
+    t, x = cfg.train, to_tensor(clips.x, device)
+    steps = {}
+    for w in (0, *widths):
+        run = Run.create(Config.from_dict(cfg.to_dict(), cfg.preset)
+                         .override([f"model.decoder_refine={w}"]), device)
+        run.model.train()
+        run.guide.train()
+        q = posterior_params(run.guide, clips, device=device, progress=False)
+        steps["training step", w] = partial(_svi_step, run.svi, x)
+        steps["decoder refit step", w] = partial(
+            fit_decoder, run.model, clips, q, 1, t.refit_decoder_lr, batch_size=len(clips),
+            progress=False, at=t.refit_decoder_at, readback=t.refit_decoder_readback,
+            guide=run.guide)
+    return side_by_side(steps, repeats, device, warmup=1)
+
+
 def timed(fn: Callable) -> float:
     start = time.perf_counter()
     fn()
@@ -346,7 +372,8 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
 def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data: bool = True,
                    evaluation: bool = True, compile_nets: bool = False,
                    device: torch.device | None = None, log=print,
-                   objectives: Sequence[str] = ()) -> str:
+                   objectives: Sequence[str] = (), refine: Sequence[int] = (),
+                   refine_preset: str = "nolabel") -> str:
     """Every benchmark; returns BENCHMARKS.md's text."""
     from .config import load_preset
     from .data import to_tensor
@@ -372,7 +399,7 @@ def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data
         lines += [f"Peak memory after this preset: {peak_memory(device)}.", ""]
         log("\n".join(lines[-len(rows) - 5:]))
     lines += [LEGEND, ""]
-    if objectives:
+    if objectives or refine:
         sprites = make_synthetic()["train"]
     for name in objectives:
         cfg = load_preset(name)
@@ -388,6 +415,20 @@ def run_benchmarks(presets: list[str], repeats: int = 20, sheets: str = "", data
         lines += [f"## Training objectives, preset `{name}` (batch {batch} synthetic sprite clips, "
                   f"median of {repeats}, variants interleaved)", ""]
         lines += _table(("objective", "ms", "ratio to the ELBO", "epoch s"), rows)
+        log("\n".join(lines[-len(rows) - 3:]))
+    if refine:
+        cfg = load_preset(refine_preset)
+        batch = cfg.train.batch_size
+        log(f"the decoder's head: preset {refine_preset}, widths {list(refine)}, batch {batch}, "
+            f"{repeats} interleaved repeats ...")
+        fit_to_data(cfg, sprites)
+        t = bench_refine(cfg, device, sprites.subset(slice(0, batch)), refine, repeats)
+        rows = [(f"{step}, " + (f"head of {w} channels" if w else "no head"), f"{1000 * v:.1f}",
+                 f"{v / t[step, 0]:.2f}", f"{EPOCH_CLIPS * v / batch:.0f}")
+                for (step, w), v in t.items()]
+        lines += [f"## The decoder's head at full resolution, preset `{refine_preset}` (batch "
+                  f"{batch} synthetic sprite clips, median of {repeats}, variants interleaved)", ""]
+        lines += _table(("step", "ms", "ratio to no head", "epoch s"), rows)
         log("\n".join(lines[-len(rows) - 3:]))
     if data:
         log("data build times ...")

@@ -286,6 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--objectives", nargs="+", default=[], metavar="PRESET",
                    help="also time these presets' networks under the ELBO, the contrastive "
                         "objective and its swap term (e.g. nolabel)")
+    k.add_argument("--refine", nargs="+", type=int, default=[], metavar="W",
+                   help="also time a training step and a decoder refit step with the decoder's "
+                        "head at full resolution of these widths (model.decoder_refine) against "
+                        "none, on --refine-preset's networks")
+    k.add_argument("--refine-preset", default="nolabel", metavar="PRESET",
+                   help="the preset whose networks and refit settings --refine times "
+                        "(default: nolabel)")
     k.add_argument("--out", default="BENCHMARKS.md", help="the Markdown report (default: "
                    "BENCHMARKS.md)")
     k.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -542,7 +549,8 @@ def _cmd_bench(args) -> int:
 
     check_output(args.out, args.force)
     text = run_benchmarks(args.presets, args.repeats, args.sheets, not args.no_data,
-                          not args.no_eval, args.compile, objectives=args.objectives)
+                          not args.no_eval, args.compile, objectives=args.objectives,
+                          refine=args.refine, refine_preset=args.refine_preset)
     Path(args.out).write_text(text + "\n")
     print(f"wrote {args.out}")
     return 0

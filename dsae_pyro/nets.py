@@ -150,10 +150,13 @@ class Refiner(nn.Module):
         return self
 
     def forward(self, h: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        r = h
+        # channels_last activations make these few-channel convs at full resolution 1.5-2.5x
+        # faster on a CPU (`dsae bench --refine`); the weights stay contiguous, since pyro.module
+        # would train a contiguous copy of a channels_last weight and leave the weight frozen
+        r = h.contiguous(memory_format=torch.channels_last)
         for conv, film in zip(self.hidden, self.films, strict=True):
             r = film(nn.functional.leaky_relu(conv(r), 0.2), f)
-        return h + self.out(r)
+        return (h + self.out(r)).contiguous()
 
 
 class _Decoder(nn.Module):

@@ -96,3 +96,27 @@ def test_objective_bench_times_the_elbo_the_contrastive_objective_and_its_swap_t
     assert isinstance(elbo, Trace_ELBO)
     assert isinstance(contrastive, ContrastiveLoss) and contrastive.swap_weight == 0
     assert isinstance(swap, ContrastiveLoss) and swap.swap_weight == 10
+
+
+def test_refine_bench_times_each_step_with_the_head_it_names(monkeypatch):
+    """`dsae bench --refine`: each width's training and refit steps run a decoder with a head of
+    that width (none for 0), the refit with the preset's read-back term."""
+    from conftest import tiny_split
+
+    from dsae_pyro import bench, prior_fit
+
+    cfg = tiny_config()
+    cfg.train.refit_decoder_readback = 1.0
+    widths, real_fit = [], prior_fit.fit_decoder
+
+    def spy(model, *args, **kwargs):
+        refine = model.decoder.refine
+        widths.append((refine.out.in_channels if refine else 0, kwargs["readback"]))
+        return real_fit(model, *args, **kwargs)
+
+    monkeypatch.setattr(prior_fit, "fit_decoder", spy)
+    t = bench.bench_refine(cfg, torch.device("cpu"), tiny_split([0, 1]).subset(slice(0, 3)), [2],
+                           repeats=1)
+    assert list(t) == [("training step", 0), ("decoder refit step", 0), ("training step", 2),
+                       ("decoder refit step", 2)] and min(t.values()) > 0
+    assert set(widths) == {(0, 1.0), (2, 1.0)}

@@ -3,6 +3,7 @@ import math
 import pyro
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import tiny_config
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
@@ -330,6 +331,37 @@ def test_a_refiner_added_to_a_decoder_starts_as_the_identity_and_reads_neighbour
         assert torch.equal(decoder(f, z), before)
     with pytest.raises(ConfigError, match="model.decoder_refine must be a finite number >= 0"):
         tiny_config().override(["model.decoder_refine=-1"])
+
+
+def test_the_refiner_computes_its_equations_in_any_memory_layout():
+    """Refiner's channels_last activations are a speed-up only: its output and gradients are the
+    ones of h + out(FiLM(lrelu(conv(FiLM(lrelu(conv(h))))))) written out on contiguous tensors,
+    and its weights and their gradients stay contiguous (pyro.module trains a contiguous copy of
+    any other weight and leaves the weight itself frozen)."""
+    torch.manual_seed(0)
+    refiner = Refiner(3, 6, 4)
+    for p in refiner.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    h, f = torch.randn(5, 3, 12, 12, requires_grad=True), torch.randn(5, 4)
+
+    def by_hand(h):
+        r = h
+        for conv, film in zip(refiner.hidden, refiner.films, strict=True):
+            r = F.leaky_relu(F.conv2d(r, conv.weight, conv.bias, padding=1), 0.2)
+            gamma, beta = (f @ film.affine.weight.T + film.affine.bias).chunk(2, dim=1)
+            r = r * (1 + gamma[..., None, None]) + beta[..., None, None]
+        return h + F.conv2d(r, refiner.out.weight, refiner.out.bias, padding=1)
+
+    out, expected = refiner(h, f), by_hand(h)
+    assert out.is_contiguous() and torch.allclose(out, expected, atol=1e-5)
+    w = torch.randn_like(out)
+    grads = torch.autograd.grad((out * w).sum(), [h, *refiner.parameters()])
+    wanted = torch.autograd.grad((expected * w).sum(), [h, *refiner.parameters()])
+    for got, want in zip(grads, wanted, strict=True):
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+    refiner.zero_grad()
+    refiner(h, f).sum().backward()
+    assert all(p.is_contiguous() and p.grad.is_contiguous() for p in refiner.parameters())
 
 
 def _last_weight_layer(decoder):
