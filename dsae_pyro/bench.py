@@ -24,6 +24,7 @@ from torch.distributions import Normal
 from .config import Config
 from .guides import Guide, make_guide
 from .model import DSAE
+from .nets import default_layout
 from .train import Run
 
 AS_TRAINED = "Pyro SVI (as trained)"
@@ -154,6 +155,13 @@ def step_variants(cfg: Config, device: torch.device, x: torch.Tensor) -> dict[st
         variants[name] = partial(manual_step, model, guide, optim, x)
 
     variants[AS_TRAINED] = partial(_svi_step, fresh_svi(cfg, device), x)
+    svi_plain = fresh_svi(cfg, device)
+
+    def default_layout_step():
+        with default_layout():
+            return _svi_step(svi_plain, x)
+
+    variants["Pyro SVI, convs on contiguous activations"] = default_layout_step
     variants["Pyro SVI, validation on"] = partial(_svi_step, fresh_svi(cfg, device), x,
                                                  validate=True)
     variants["Pyro SVI, torch's default Adam (multi-tensor)"] = partial(
@@ -349,10 +357,13 @@ LEGEND = """What the step variants are (all on one random batch, the same initia
 - hand-written PyTorch: `manual_loss` (the same networks and the same -ELBO, draw for draw, as
   Trace_ELBO: pinned by tests/test_bench.py), `torch.optim.Adam`, no distribution argument checks;
 - Pyro SVI (as trained): what `dsae train` runs: `SVI(model, guide, pyro.optim.Adam, Trace_ELBO())`
-  with fused Adam, validation off during training and contiguous weights;
-- hand-written + channels_last: the same step with channels_last conv weights, to show what that
-  layout would be worth. Pyro cannot use it: `pyro.module` registers a `.contiguous()` copy of such
-  a weight and trains the copy, so the weight the network uses never changes
+  with fused Adam, validation off during training and contiguous weights; on a CPU the conv stacks
+  run on channels_last activations (`nets.fast_layout`), as in every row but the next;
+- Pyro SVI, convs on contiguous activations: the same step in the default layout
+  (`nets.default_layout`), as `dsae train` ran before 2026-12-08;
+- hand-written + channels_last: the same step with channels_last conv weights as well, to show
+  what that layout would add. Pyro cannot use it: `pyro.module` registers a `.contiguous()` copy of
+  such a weight and trains the copy, so the weight the network uses never changes
   (`experiments/frozen_channels_last.py`);
 - the other rows change one lever each: Pyro validation on; torch's default (multi-tensor) Adam,
   which under Pyro's one optimiser per parameter launches a dozen kernels per tensor; one

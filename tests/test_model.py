@@ -14,7 +14,15 @@ from dsae_pyro.data import to_tensor
 from dsae_pyro.data.views import mirror, recolour, shuffle_frames, shuffle_tiles
 from dsae_pyro.guides import GUIDES, make_guide, silhouette
 from dsae_pyro.model import DSAE, z_site
-from dsae_pyro.nets import PaletteEncoder, Refiner, add_refiner, remove_refiner
+from dsae_pyro.nets import (
+    FrameEncoder,
+    PaletteEncoder,
+    Refiner,
+    add_refiner,
+    default_layout,
+    fast_layout,
+    remove_refiner,
+)
 from dsae_pyro.posterior import use_mean
 from dsae_pyro.priors import RemixedLSTMPrior
 
@@ -333,11 +341,9 @@ def test_a_refiner_added_to_a_decoder_starts_as_the_identity_and_reads_neighbour
         tiny_config().override(["model.decoder_refine=-1"])
 
 
-def test_the_refiner_computes_its_equations_in_any_memory_layout():
-    """Refiner's channels_last activations are a speed-up only: its output and gradients are the
-    ones of h + out(FiLM(lrelu(conv(FiLM(lrelu(conv(h))))))) written out on contiguous tensors,
-    and its weights and their gradients stay contiguous (pyro.module trains a contiguous copy of
-    any other weight and leaves the weight itself frozen)."""
+def test_the_refiner_computes_its_equations():
+    """The Refiner is h + out(FiLM(lrelu(conv(FiLM(lrelu(conv(h))))))), written out here on
+    contiguous tensors: its output and gradients, whatever layout it runs its convs in."""
     torch.manual_seed(0)
     refiner = Refiner(3, 6, 4)
     for p in refiner.parameters():
@@ -353,15 +359,54 @@ def test_the_refiner_computes_its_equations_in_any_memory_layout():
         return h + F.conv2d(r, refiner.out.weight, refiner.out.bias, padding=1)
 
     out, expected = refiner(h, f), by_hand(h)
-    assert out.is_contiguous() and torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(out, expected, atol=1e-5)
     w = torch.randn_like(out)
     grads = torch.autograd.grad((out * w).sum(), [h, *refiner.parameters()])
     wanted = torch.autograd.grad((expected * w).sum(), [h, *refiner.parameters()])
     for got, want in zip(grads, wanted, strict=True):
         assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
-    refiner.zero_grad()
-    refiner(h, f).sum().backward()
-    assert all(p.is_contiguous() and p.grad.is_contiguous() for p in refiner.parameters())
+
+
+@pytest.mark.parametrize("sizes", [{}, {"decoder_film": True, "decoder_refine": 3},
+                                   {"decoder_colours": 3}, {"decoder": "improved"}])
+def test_the_conv_stacks_compute_the_same_in_either_layout(sizes):
+    """nets.fast_layout runs the encoder's and decoder's convs on channels_last activations on a
+    CPU: the same outputs and gradients as the default layout (nets.default_layout), in the same
+    strides, and weights that stay contiguous (pyro.module trains a contiguous copy
+    of any other weight and leaves the weight itself frozen)."""
+    torch.manual_seed(0)
+    cfg = tiny_config(**sizes).model
+    encoder, decoder = FrameEncoder.of(cfg), DSAE(cfg).decoder
+    for film in getattr(decoder, "films", []):
+        torch.nn.init.normal_(film.affine.weight, std=0.3)
+    if sizes.get("decoder_refine"):
+        torch.nn.init.normal_(decoder.refine.out.weight, std=0.3)
+    x, f, z = torch.rand(2, T, 3, 64, 64), torch.randn(2, cfg.f_dim), torch.randn(2, T, cfg.z_dim)
+    params = [*encoder.parameters(), *decoder.parameters()]
+
+    def run(training):
+        encoder.train(training)
+        decoder.train(training)
+        for p in params:
+            p.grad = None
+        v, out = encoder(x), decoder(f, z)
+        ((v * v).sum() + (out * out).sum()).backward()  # as SVI's step: grads land in .grad
+        # in training mode the gradient of a conv's bias before a BatchNorm is zero but for
+        # rounding, so gradients are compared in eval mode
+        return [v, out, *([] if training else [p.grad for p in params])]
+
+    for training in (True, False):
+        got = run(training)
+        with default_layout():
+            plain = run(training)
+        for a, b in zip(got, plain, strict=True):  # float32 sums in another order
+            assert a.stride() == b.stride()
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.detach().abs().max()))
+    assert all(p.is_contiguous() for p in params)
+    h = torch.rand(4, 3, 8, 8)
+    assert fast_layout(h).is_contiguous(memory_format=torch.channels_last)
+    with default_layout():
+        assert fast_layout(h) is h
 
 
 def _last_weight_layer(decoder):
