@@ -27,10 +27,11 @@ _CHANNELS_LAST = {"cpu": True}  # per device type: conv stacks on channels_last 
 
 
 def fast_layout(h: torch.Tensor) -> torch.Tensor:
-    """h (N, C, H, W) laid out as the conv stacks run it: channels_last on a CPU, where oneDNN's
-    convs then take about 0.75x the time of the default layout (`dsae bench`); as it is on other
-    devices. Activations only: a channels_last weight under pyro.module is trained as a
-    contiguous copy and the weight itself stays frozen."""
+    """h (N, C, H, W) laid out as the conv stacks run it: channels_last on a CPU, where oneDNN
+    runs the encoder's convs in about 0.8x and the full-resolution head's in 0.6-0.7x the time
+    of the default layout, the transposed convs in the same (BENCHMARKS.md); as it is on other
+    devices, where it is unmeasured. Activations only: a channels_last weight under pyro.module
+    is trained as a contiguous copy and the weight itself stays frozen."""
     if _CHANNELS_LAST.get(h.device.type, False):
         return h.contiguous(memory_format=torch.channels_last)
     return h
