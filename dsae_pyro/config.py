@@ -110,8 +110,9 @@ class ModelConfig:
     # W > 0: a head of W channels at the frames' full resolution redraws the decoder's output
     # from each pixel's drawn neighbours and f (nets.Refiner): the last transposed conv draws
     # from a 32x32 grid and never sees two adjacent output pixels. `dsae refit-prior
-    # --decoder-refine W` gives a trained run one (seed 1 of the nolabel preset, W = 16: body on
-    # reconstructions 96.4 -> 97.3%, at 3-4x the refit's time). 0: none
+    # --decoder-refine W` gives a trained run one (seed 1 of the nolabel preset, W = 16, 3 passes
+    # at --decoder-lr 3e-4: body on reconstructions 96.4 -> 98.4%; a refit step costs 3.4x the
+    # one without it on a CPU, BENCHMARKS.md). 0: none
     decoder_refine: int = 0
     frames: int = 8
     image_channels: int = 3
